@@ -1,0 +1,371 @@
+"""`Lab`: runs tasks (and their dependencies) with caching, and manages the cache."""
+
+from __future__ import annotations
+
+import logging
+import os
+import string
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from labtech_nb.cache import BaseCache, NullCache
+from labtech_nb.engine.events import EventBus, Observer, TaskLogLine
+from labtech_nb.engine.graph import NodeState, TaskGraph
+from labtech_nb.engine.scheduler import RunScheduler
+from labtech_nb.exceptions import CacheEntryUnreadable, LabError
+from labtech_nb.log import log_task_line, logger
+from labtech_nb.params import is_task, is_task_type
+from labtech_nb.runners import resolve_backend
+from labtech_nb.runners.base import RunnerBackend, task_caches_results
+from labtech_nb.storage.base import Storage
+from labtech_nb.storage.local import LocalStorage
+from labtech_nb.storage.null import NullStorage
+
+DEFAULT_TOP_FORMAT = "$name $status since $start_time CPU: $cpu MEM: $rss"
+TOP_FIELDS = ("name", "pid", "status", "start_time", "children", "threads", "cpu", "rss", "vms")
+
+
+class _DefaultStorage:
+    def __repr__(self) -> str:
+        return "<labtech_storage>"
+
+
+_DEFAULT_STORAGE: Any = _DefaultStorage()
+
+
+class Lab:
+    """Runs tasks with their dependencies, in parallel, caching every result in a storage.
+
+    Args:
+        storage: where results are cached. A path (str or Path) for a local directory (created with
+            its parents), None to cache nothing, or a `Storage` instance. Omitted: a local
+            ``labtech_storage`` directory, with a warning.
+        continue_on_failure: when a task fails, skip its dependents and finish everything else
+            (True), or stop at the first failure (False). Either way the raised `LabError` carries
+            the results that completed.
+        max_workers: the most tasks running at once (None: the backend's default, usually the CPU count).
+        notebook: force (True) or disable (False) the notebook view; None detects a Jupyter kernel.
+        context: values handed to every task as ``self.context`` (not part of cache keys).
+        runner_backend: a backend name (``'serial'``, ``'thread'``, ...), a `RunnerBackend`
+            instance, or None for the platform default.
+        observers: callables that receive every event of every run of this lab.
+    """
+
+    def __init__(
+        self,
+        *,
+        storage: str | Path | Storage | None = _DEFAULT_STORAGE,
+        continue_on_failure: bool = True,
+        max_workers: int | None = None,
+        notebook: bool | None = None,
+        context: dict[str, Any] | None = None,
+        runner_backend: str | RunnerBackend | None = None,
+        observers: Iterable[Observer] = (),
+    ) -> None:
+        self._storage = _resolve_storage(storage)
+        if max_workers is not None and (type(max_workers) is not int or max_workers < 1):
+            raise LabError(f"max_workers must be a positive int or None, got {max_workers!r}.")
+        if context is not None and not isinstance(context, dict):
+            raise LabError(f"context must be a dict, got {type(context).__qualname__}.")
+        self.continue_on_failure = continue_on_failure
+        self.max_workers = max_workers
+        self.context: dict[str, Any] = {} if context is None else context
+        self.notebook = _detect_notebook() if notebook is None else bool(notebook)
+        self.runner_backend = resolve_backend(runner_backend, max_workers=max_workers)
+        self._observers: list[Observer] = list(observers)
+
+    @property
+    def storage(self) -> Storage:
+        """The storage results are cached in."""
+        return self._storage
+
+    def __repr__(self) -> str:
+        return f"Lab(storage={self._storage!r}, runner_backend={type(self.runner_backend).__name__}, max_workers={self.max_workers})"
+
+    def add_observer(self, observer: Observer) -> None:
+        """Send every event of this lab's future runs to ``observer``."""
+        self._observers.append(observer)
+
+    def remove_observer(self, observer: Observer) -> None:
+        """Stop sending events to ``observer``."""
+        self._observers.remove(observer)
+
+    # --- running --------------------------------------------------------------------------------
+
+    def run_tasks(
+        self,
+        tasks: Sequence[Any],
+        *,
+        bust_cache: bool = False,
+        disable_progress: bool = False,
+        disable_top: bool = False,
+        top_format: str = DEFAULT_TOP_FORMAT,
+        top_sort: str = "start_time",
+        top_n: int = 10,
+        observers: Iterable[Observer] = (),
+    ) -> dict[Any, Any]:
+        """Run tasks (loading cached results where possible) and return their results.
+
+        Each distinct task runs once, however often it appears; dependencies run first. A cached
+        task is loaded, and its own dependencies are neither run nor loaded.
+
+        Args:
+            tasks: the tasks to run.
+            bust_cache: ignore cached results (dependencies included), re-run and overwrite them.
+            disable_progress: hide the per-type progress bars.
+            disable_top: hide the table of active tasks.
+            top_format: a `string.Template` for each active-task line.
+            top_sort: the field active tasks are sorted by (``-`` prefix: descending).
+            top_n: the most active tasks shown.
+            observers: callables that receive every event of this run.
+
+        Returns:
+            ``{task: result}`` for the given tasks, in input order (equal tasks collapse).
+
+        Raises:
+            LabError: an element is not a task, a task loaded from the cache is outdated, or a task
+                did not complete. The error carries ``.results`` and ``.failures``.
+        """
+        input_tasks = self._check_tasks(tasks, "run_tasks")
+        for task in input_tasks:
+            _check_code_version(task)
+        _check_top_options(top_format, top_sort, top_n)
+        if isinstance(self._storage, LocalStorage):
+            self._storage.remove_abandoned_writes()
+
+        use_cache = not bust_cache
+        graph = TaskGraph(lambda task: use_cache and self._is_cached_quick(task))
+        graph.add_inputs(input_tasks)
+        bus = EventBus([_log_task_output, *self._observers, *observers])
+        runner = self.runner_backend.build_runner(
+            context=self.context, storage=self._storage.get_runner_storage(), max_workers=self.max_workers
+        )
+        set_publisher = getattr(runner, "set_event_publisher", None)
+        if set_publisher is not None:
+            set_publisher(bus.publish)
+        concurrency = getattr(runner, "max_concurrency", None) or self.max_workers or os.cpu_count() or 1
+        scheduler = RunScheduler(
+            graph=graph,
+            runner=runner,
+            bus=bus,
+            continue_on_failure=self.continue_on_failure,
+            max_in_flight=2 * concurrency,
+            is_cached=self._is_cached_quick,
+            forget_entry=self._forget_entry,
+        )
+        try:
+            scheduler.run()
+            results = self._collect_results(graph, runner, input_tasks)
+        except KeyboardInterrupt:
+            self._collect_results(graph, runner, input_tasks)
+            raise
+        finally:
+            runner.close()
+
+        if scheduler.stop_cause is not None:
+            raise LabError(str(scheduler.stop_cause), results=results, failures=dict(scheduler.failures)) from scheduler.stop_cause
+        failed_inputs = sum(1 for node in graph.inputs if node.state is not NodeState.DONE)
+        if failed_inputs:
+            raise LabError(f"Failed to complete {failed_inputs} submitted task(s)", results=results, failures=dict(scheduler.failures))
+        return results
+
+    def run_task(self, task: Any, **kwargs: Any) -> Any:
+        """Run one task (see `run_tasks` for the keyword options) and return its result."""
+        if not is_task(task):
+            raise LabError(_not_a_task_message(task))
+        return self.run_tasks([task], **kwargs)[task]
+
+    def _collect_results(self, graph: TaskGraph, runner: Any, input_tasks: list[Any]) -> dict[Any, Any]:
+        """Fetch the inputs' results from the runner and attach them to the input task objects."""
+        final_map: dict[Any, Any] = {}
+        for node in graph.inputs:
+            if node.state is NodeState.DONE:
+                final_map[node.task] = runner.get_result(node.task)
+        for node in graph.inputs:
+            if node.state is NodeState.DONE:
+                for task_object in node.objects:
+                    task_object._set_results_map(final_map)
+        results: dict[Any, Any] = {}
+        for task in input_tasks:
+            if task in final_map and task not in results:
+                results[task] = final_map[task].value
+        return results
+
+    # --- the cache ------------------------------------------------------------------------------
+
+    def _is_cached_quick(self, task: Any) -> bool:
+        """One existence check: the scheduler's test (an unreadable entry is detected on load)."""
+        if not task_caches_results(task, self._storage):
+            return False
+        return bool(type(task)._lt_options.cache.is_cached(self._storage, task))
+
+    def _forget_entry(self, task: Any) -> None:
+        try:
+            type(task)._lt_options.cache.delete(self._storage, task)
+        except Exception as error:
+            logger.warning(f"Could not delete unreadable cache entry of task '{task}': {error}")
+
+    def is_cached(self, task: Any) -> bool:
+        """Return whether a complete, readable entry for the task is in the storage.
+
+        Raises:
+            LabError: ``task`` is not a task.
+        """
+        if not is_task(task):
+            raise LabError(_not_a_task_message(task))
+        if not self._is_cached_quick(task):
+            return False
+        cache = type(task)._lt_options.cache
+        if isinstance(cache, BaseCache):
+            try:
+                metadata = cache.load_metadata(self._storage, task.cache_key)
+            except CacheEntryUnreadable:
+                return False
+            return bool(metadata.get("cache") == type(cache).__qualname__)
+        return True
+
+    def cached_tasks(self, task_types: Sequence[type]) -> list[Any]:
+        """Return one task per cached entry of the given types, in storage key order.
+
+        The tasks carry their parameters, ``code_version`` and ``result_meta`` (not their results:
+        pass them to `run_tasks` to load those). Entries that cannot be rebuilt (e.g. their class
+        no longer imports) are skipped with a warning.
+
+        Raises:
+            LabError: an element is not a task type.
+        """
+        types = list(task_types)
+        for task_type in types:
+            if not is_task_type(task_type):
+                raise LabError(f"`{task_type!r}` is not a task type, please provide a class decorated with @labtech.task.")
+        caching_types = [t for t in types if not isinstance(t._lt_options.cache, NullCache)]  # type: ignore[attr-defined]
+        if not caching_types or isinstance(self._storage, NullStorage):
+            return []
+        found = []
+        for key in self._storage.find_keys():
+            for task_type in caching_types:
+                cache = task_type._lt_options.cache  # type: ignore[attr-defined]
+                if isinstance(cache, BaseCache) and not key.startswith(cache.key_prefix_for(task_type)):
+                    continue
+                task = _load_listed_task(cache, self._storage, task_type, key)
+                if task is not None:
+                    found.append(task)
+                    break
+        return found
+
+    def uncache_tasks(self, tasks: Sequence[Any]) -> None:
+        """Delete the cache entries of the given tasks (not of their dependencies); missing ones are ignored.
+
+        Raises:
+            LabError: an element is not a task.
+        """
+        for task in self._check_tasks(tasks, "uncache_tasks"):
+            if task_caches_results(task, self._storage):
+                type(task)._lt_options.cache.delete(self._storage, task)
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_tasks(tasks: Any, method: str) -> list[Any]:
+        if is_task(tasks):
+            raise LabError(f"{method}() takes a list of tasks, got the single task `{tasks!r}`; wrap it in a list.")
+        try:
+            task_list = list(tasks)
+        except TypeError:
+            raise LabError(f"{method}() takes a list of tasks, got {type(tasks).__qualname__}.") from None
+        for task in task_list:
+            if not is_task(task):
+                raise LabError(_not_a_task_message(task))
+        return task_list
+
+
+def _load_listed_task(cache: Any, storage: Storage, task_type: type, key: str) -> Any:
+    from labtech_nb.exceptions import TaskNotFound
+
+    try:
+        return cache.load_task(storage, task_type, key)
+    except TaskNotFound:
+        return None
+    except Exception as error:
+        logger.warning(f"Skipping cache entry '{key}' of {task_type.__qualname__}: {type(error).__name__}: {error}")
+        return None
+
+
+def _not_a_task_message(value: Any) -> str:
+    if is_task_type(value):
+        return (
+            f"`{value!r}` is not a task, please provide a task object made from a class decorated with @labtech.task. "
+            f"(It is a task type: construct a task from it, e.g. {value.__name__}(...).)"
+        )
+    return f"`{value!r}` is not a task, please provide a task object made from a class decorated with @labtech.task."
+
+
+def _check_code_version(task: Any) -> None:
+    if task.code_version != task.current_code_version:
+        type_name = type(task).__qualname__
+        raise LabError(
+            f"`{task!r}` cannot be run, as it has code_version={task.code_version!r} while the current implementation "
+            f"of {type_name} has code_version={task.current_code_version!r}. You should construct new {type_name} "
+            "tasks to run instead of running tasks loaded from cache."
+        )
+
+
+def _check_top_options(top_format: str, top_sort: str, top_n: int) -> None:
+    template = string.Template(top_format)
+    for match in template.pattern.finditer(top_format):
+        name = match.group("named") or match.group("braced")
+        if match.group("invalid") is not None:
+            raise LabError(f"top_format {top_format!r} has an invalid '$' placeholder; use $$ for a literal '$'.")
+        if name is not None and name not in TOP_FIELDS:
+            raise LabError(f"top_format uses unknown field '${name}'; valid fields are: {', '.join(TOP_FIELDS)}.")
+    if top_sort.lstrip("-") not in TOP_FIELDS:
+        raise LabError(f"top_sort {top_sort!r} is not a field; use one of: {', '.join(TOP_FIELDS)} (prefix '-' to reverse).")
+    if type(top_n) is not int or top_n < 0:
+        raise LabError(f"top_n must be a non-negative int, got {top_n!r}.")
+
+
+def _resolve_storage(storage: Any) -> Storage:
+    if storage is _DEFAULT_STORAGE:
+        logger.warning(
+            'Caching labtech results in a local "labtech_storage" directory. '
+            "Construct Lab() with a storage argument to suppress this warning."
+        )
+        return LocalStorage("labtech_storage")
+    if storage is None:
+        return NullStorage()
+    if isinstance(storage, (str, Path)):
+        return LocalStorage(storage)
+    if isinstance(storage, Storage) or all(hasattr(storage, name) for name in ("find_keys", "exists", "file_handle", "delete")):
+        return storage  # type: ignore[no-any-return]
+    raise LabError(f"storage must be a path, None or a Storage instance, got {storage!r}.")
+
+
+def _detect_notebook() -> bool:
+    """True inside a Jupyter kernel with ipywidgets installed (never in terminal IPython)."""
+    import importlib.util
+    import sys
+
+    mode = os.environ.get("LABTECH_NB_PROGRESS", "auto").lower()
+    if mode == "widget":
+        return True
+    if mode in ("text", "off"):
+        return False
+    ipython_module = sys.modules.get("IPython")
+    if ipython_module is None:
+        return False
+    shell = ipython_module.get_ipython()
+    if shell is None or not hasattr(shell, "kernel"):
+        return False
+    if importlib.util.find_spec("ipywidgets") is None:
+        logger.warning("ipywidgets is not installed, so progress is shown as text. Install labtech_nb[jupyter] for the dashboard.")
+        return False
+    return True
+
+
+def _log_task_output(event: Any) -> None:
+    if isinstance(event, TaskLogLine):
+        log_task_line(event.task_name, event.stream, event.level, event.line)
+
+
+__all__ = ["Lab"]

@@ -1,0 +1,180 @@
+"""Task parameter values: validation, conversion, identity, and the dependencies they hold.
+
+A parameter value is ``None``, ``str``, ``bool``, ``int``, ``float``, an Enum member, a task, or a
+``tuple``/``frozendict`` of these (lists and dicts are converted on construction).
+
+The *identity* of a value is a hashable tuple that distinguishes exactly what the cache key
+distinguishes: ``1``, ``1.0`` and ``True`` differ, dict order matters, and a task's identity includes
+its class and ``code_version``. Task equality and hashing are defined by it, so tasks that compare
+equal always share one cache entry, and tasks with different cache keys are never merged in a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from enum import Enum
+from typing import Any
+
+from frozendict import frozendict
+
+from labtech_nb.exceptions import TaskError
+
+#: Dict keys that would make a parameter dict serialize like a task or an Enum member.
+RESERVED_DICT_KEYS = frozenset({"_is_task", "_is_enum"})
+
+_SUPPORTED_TYPES_HINT = (
+    "Parameters may be None, str, bool, int, float, Enum members, tasks, and lists, tuples or "
+    "dicts (with str keys) of these; pass other objects through the Lab context or a dependency task."
+)
+
+
+def is_task(value: object) -> bool:
+    """Return whether ``value`` is a task instance (an object of a ``@task`` class).
+
+    Args:
+        value: any object.
+
+    Returns:
+        True for task instances, False for anything else (task classes included).
+    """
+    return getattr(type(value), "_lt_task_type", False) is True
+
+
+def is_task_type(value: object) -> bool:
+    """Return whether ``value`` is a class decorated with ``@task``.
+
+    Args:
+        value: any object.
+
+    Returns:
+        True for task classes, False for anything else (task instances included).
+    """
+    return isinstance(value, type) and getattr(value, "_lt_task_type", False) is True
+
+
+def format_path_item(path: str, item: int | str) -> str:
+    """Extend a parameter path with a sequence index or a dict key, e.g. ``opts["a"][2]``."""
+    if isinstance(item, int):
+        return f"{path}[{item}]"
+    return f'{path}["{item}"]'
+
+
+def convert_param(value: Any, path: str, owner: str = "") -> Any:
+    """Validate a parameter value and convert lists to tuples and dicts to frozendicts.
+
+    Args:
+        value: the value given for a parameter.
+        path: where the value sits, e.g. ``opts["a"][2]``; used in error messages.
+        owner: the task type's name, used in error messages.
+
+    Returns:
+        The converted value (the same object when nothing needed converting).
+
+    Raises:
+        TaskError: the value, or a value nested in it, has an unsupported type or dict key.
+    """
+    value_type = type(value)
+    if value is None or value_type in (str, bool, int, float):
+        return value
+    if isinstance(value, Enum) or is_task(value):
+        return value
+    if isinstance(value, (list, tuple)):
+        converted = tuple(
+            convert_param(item, format_path_item(path, index), owner) for index, item in enumerate(value)
+        )
+        if value_type is tuple and all(a is b for a, b in zip(converted, value)):
+            return value
+        return converted
+    if isinstance(value, Mapping):
+        return _convert_mapping(value, path, owner)
+    # Anything else, subclasses of the plain types included, has no unambiguous serialized form.
+    return _unsupported(value, path, owner)
+
+
+def _convert_mapping(value: Mapping[Any, Any], path: str, owner: str) -> frozendict[str, Any]:
+    items = {}
+    for key, item in value.items():
+        if type(key) is not str:
+            where = f" (in parameter value '{path}'" + (f" of task type '{owner}')" if owner else ")")
+            raise TaskError(f"Parameter dictionary keys must be strings, found: '{key}'{where}.")
+        if key in RESERVED_DICT_KEYS:
+            raise TaskError(
+                f"Parameter dictionary key '{key}' in parameter value '{path}' is reserved: a dict holding "
+                f"it would be stored like a task or an Enum member. Rename the key."
+            )
+        items[key] = convert_param(item, format_path_item(path, key), owner)
+    if isinstance(value, frozendict) and all(items[key] is item for key, item in value.items()):
+        return value
+    return frozendict(items)
+
+
+def _unsupported(value: Any, path: str, owner: str) -> Any:
+    of_type = f" of task type '{owner}'" if owner else ""
+    raise TaskError(
+        f"Unsupported type '{type(value).__qualname__}' in parameter value '{path}'{of_type}. "
+        f"{_SUPPORTED_TYPES_HINT}"
+    )
+
+
+def param_identity(value: Any) -> Any:
+    """Return a hashable identity that distinguishes exactly what the value's serialization does.
+
+    Args:
+        value: a converted parameter value.
+
+    Returns:
+        A nested tuple; two values have equal identities if and only if they serialize identically.
+    """
+    value_type = type(value)
+    if value is None:
+        return None
+    if value_type is str:
+        return value
+    if value_type is bool:
+        return ("bool", value)
+    if value_type is int:
+        return ("int", value)
+    if value_type is float:
+        # repr distinguishes -0.0 from 0.0 and makes nan equal to itself, as JSON does.
+        return ("float", repr(value))
+    if isinstance(value, Enum):
+        enum_type = type(value)
+        return ("enum", enum_type.__module__, enum_type.__qualname__, value.name)
+    if is_task(value):
+        return value._lt_identity()
+    if value_type is tuple:
+        return ("tuple", *(param_identity(item) for item in value))
+    if isinstance(value, frozendict):
+        return ("dict", *((key, param_identity(item)) for key, item in value.items()))
+    raise TaskError(f"Unsupported type '{value_type.__qualname__}' in parameter value.")
+
+
+def iter_tasks_in_param(value: Any) -> Iterator[Any]:
+    """Yield every task held by a parameter value, looking inside tuples and dicts.
+
+    Args:
+        value: a converted parameter value.
+
+    Yields:
+        Each task found, in order of appearance (duplicates included).
+    """
+    if is_task(value):
+        yield value
+    elif type(value) is tuple:
+        for item in value:
+            yield from iter_tasks_in_param(item)
+    elif isinstance(value, frozendict):
+        for item in value.values():
+            yield from iter_tasks_in_param(item)
+
+
+def find_tasks_in_param(value: Any) -> list[Any]:
+    """Return the tasks held by a parameter value, looking inside tuples and dicts.
+
+    Args:
+        value: a parameter value.
+
+    Returns:
+        The tasks found, in order of appearance.
+    """
+    return list(iter_tasks_in_param(value))
