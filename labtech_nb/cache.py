@@ -145,7 +145,7 @@ class BaseCache(Cache):
             self._check_cache_class(key, metadata)
         except CacheEntryUnreadable as error:
             raise TaskNotFound(str(error)) from None
-        task = self.serializer.deserialize_task(metadata["task"])
+        task: Any = self.serializer.deserialize_task(metadata["task"])
         if not isinstance(task, task_type):
             raise TaskNotFound(f"Cache entry '{key}' holds a '{type(task).__qualname__}', not a '{task_type.__qualname__}'.")
         task._set_result_meta(result_meta_from_metadata(metadata))
@@ -158,7 +158,9 @@ class BaseCache(Cache):
         try:
             value = self.load_result(storage, task)
         except Exception as error:
-            raise CacheEntryUnreadable(f"Cache entry '{key}' has an unreadable result: {type(error).__name__}: {error}") from error
+            raise CacheEntryUnreadable(
+                f"Cache entry '{key}' has an unreadable result: {type(error).__name__}: {error}"
+            ) from error
         return TaskResult(value=value, meta=result_meta_from_metadata(metadata))
 
     def delete(self, storage: Storage, task: Any) -> None:
@@ -252,7 +254,7 @@ class _CompatibleUnpickler(pickle.Unpickler):
             import importlib
 
             try:
-                equivalent = getattr(importlib.import_module("labtech_nb" + module[len("labtech"):]), name)
+                equivalent = getattr(importlib.import_module("labtech_nb" + module[len("labtech") :]), name)
             except (ImportError, AttributeError):
                 return _LabtechStandIn
             return equivalent if name != "TaskInfo" else _LabtechStandIn

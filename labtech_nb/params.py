@@ -79,10 +79,8 @@ def convert_param(value: Any, path: str, owner: str = "") -> Any:
     if isinstance(value, Enum) or is_task(value):
         return value
     if isinstance(value, (list, tuple)):
-        converted = tuple(
-            convert_param(item, format_path_item(path, index), owner) for index, item in enumerate(value)
-        )
-        if value_type is tuple and all(a is b for a, b in zip(converted, value)):
+        converted = tuple(convert_param(item, format_path_item(path, index), owner) for index, item in enumerate(value))
+        if value_type is tuple and all(a is b for a, b in zip(converted, value, strict=False)):
             return value
         return converted
     if isinstance(value, Mapping):
@@ -111,8 +109,7 @@ def _convert_mapping(value: Mapping[Any, Any], path: str, owner: str) -> frozend
 def _unsupported(value: Any, path: str, owner: str) -> Any:
     of_type = f" of task type '{owner}'" if owner else ""
     raise TaskError(
-        f"Unsupported type '{type(value).__qualname__}' in parameter value '{path}'{of_type}. "
-        f"{_SUPPORTED_TYPES_HINT}"
+        f"Unsupported type '{type(value).__qualname__}' in parameter value '{path}'{of_type}. {_SUPPORTED_TYPES_HINT}"
     )
 
 

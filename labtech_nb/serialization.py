@@ -132,9 +132,7 @@ class Serializer:
                 try:
                     return enum_type[value["name"]]  # type: ignore[index]
                 except KeyError:
-                    raise SerializationError(
-                        f"Enum '{value['__class__']}' has no member named '{value['name']}'."
-                    ) from None
+                    raise SerializationError(f"Enum '{value['__class__']}' has no member named '{value['name']}'.") from None
             return frozendict({key: self.deserialize_value(item) for key, item in value.items()})
         return value
 

@@ -66,7 +66,7 @@ class TaskOptions:
 class TaskState:
     """Per-instance state kept beside a task's parameters (never part of equality or pickles)."""
 
-    __slots__ = ("code_version", "results_map", "result_meta", "context", "cache_key", "identity", "hash", "dependencies")
+    __slots__ = ("cache_key", "code_version", "context", "dependencies", "hash", "identity", "result_meta", "results_map")
 
     def __init__(self, code_version: str | None) -> None:
         self.code_version = code_version
@@ -93,7 +93,9 @@ def task(
 ) -> Callable[[type[T]], type[T]]: ...
 
 
-@dataclass_transform(frozen_default=True, eq_default=True, order_default=True, field_specifiers=(dataclasses.field, dataclasses.Field))
+@dataclass_transform(
+    frozen_default=True, eq_default=True, order_default=True, field_specifiers=(dataclasses.field, dataclasses.Field)
+)
 def task(
     *args: Any,
     code_version: str | None = None,
@@ -150,8 +152,7 @@ def _make_options(*, code_version: Any, cache: Any, max_parallel: Any, mlflow_ru
         cache = NullCache()
     elif not isinstance(cache, Cache):
         raise TaskError(
-            f"cache must be a cache instance (e.g. PickleCache()) or None, got {cache!r}. "
-            "Pass an instance, not a class."
+            f"cache must be a cache instance (e.g. PickleCache()) or None, got {cache!r}. Pass an instance, not a class."
         )
     if max_parallel is not None and (type(max_parallel) is not int or max_parallel < 1):
         raise TaskError(f"max_parallel must be a positive int or None, got {max_parallel!r}.")
@@ -235,7 +236,7 @@ def rebuild_task(cls: type[Any], params: dict[str, Any], code_version: str | Non
     Returns:
         The task, with ``post_init`` run again.
     """
-    instance = cls.__new__(cls)
+    instance = object.__new__(cls)
     for name, value in params.items():
         object.__setattr__(instance, name, value)
     object.__setattr__(instance, "_lt", TaskState(code_version))

@@ -54,7 +54,9 @@ class TaskContext:
                 self.publish(TaskLogLine(self.task_name, stream, level, rest))
         self._partial.clear()
 
-    def progress(self, done: float, total: float | None, description: str | None, *, force: bool = False, min_interval: float = 0.1) -> None:
+    def progress(
+        self, done: float, total: float | None, description: str | None, *, force: bool = False, min_interval: float = 0.1
+    ) -> None:
         """Publish in-task progress, at most once per ``min_interval`` seconds unless ``force``."""
         now = time.monotonic()
         if not force and now - self._last_progress < min_interval:

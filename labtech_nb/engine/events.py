@@ -176,5 +176,7 @@ class EventBus:
             try:
                 observer(event)
             except Exception:
-                logger.warning("Observer %r raised on %s and was detached from this run.", observer, type(event).__name__, exc_info=True)
+                logger.warning(
+                    "Observer %r raised on %s and was detached from this run.", observer, type(event).__name__, exc_info=True
+                )
                 self._observers.remove(observer)

@@ -31,17 +31,17 @@ class TaskNode:
     """One distinct task of a run."""
 
     __slots__ = (
-        "task",
-        "objects",
         "cached",
-        "is_input",
         "dependencies",
         "dependents",
-        "waiting_on",
-        "pending_dependents",
-        "state",
+        "is_input",
         "name",
+        "objects",
+        "pending_dependents",
         "results_released",
+        "state",
+        "task",
+        "waiting_on",
     )
 
     def __init__(self, task: Any, cached: bool) -> None:

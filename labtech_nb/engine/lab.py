@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import string
 from collections.abc import Iterable, Sequence
@@ -81,7 +80,9 @@ class Lab:
         return self._storage
 
     def __repr__(self) -> str:
-        return f"Lab(storage={self._storage!r}, runner_backend={type(self.runner_backend).__name__}, max_workers={self.max_workers})"
+        return (
+            f"Lab(storage={self._storage!r}, runner_backend={type(self.runner_backend).__name__}, max_workers={self.max_workers})"
+        )
 
     def add_observer(self, observer: Observer) -> None:
         """Send every event of this lab's future runs to ``observer``."""
@@ -164,10 +165,14 @@ class Lab:
             runner.close()
 
         if scheduler.stop_cause is not None:
-            raise LabError(str(scheduler.stop_cause), results=results, failures=dict(scheduler.failures)) from scheduler.stop_cause
+            raise LabError(
+                str(scheduler.stop_cause), results=results, failures=dict(scheduler.failures)
+            ) from scheduler.stop_cause
         failed_inputs = sum(1 for node in graph.inputs if node.state is not NodeState.DONE)
         if failed_inputs:
-            raise LabError(f"Failed to complete {failed_inputs} submitted task(s)", results=results, failures=dict(scheduler.failures))
+            raise LabError(
+                f"Failed to complete {failed_inputs} submitted task(s)", results=results, failures=dict(scheduler.failures)
+            )
         return results
 
     def run_task(self, task: Any, **kwargs: Any) -> Any:
@@ -358,7 +363,9 @@ def _detect_notebook() -> bool:
     if shell is None or not hasattr(shell, "kernel"):
         return False
     if importlib.util.find_spec("ipywidgets") is None:
-        logger.warning("ipywidgets is not installed, so progress is shown as text. Install labtech_nb[jupyter] for the dashboard.")
+        logger.warning(
+            "ipywidgets is not installed, so progress is shown as text. Install labtech_nb[jupyter] for the dashboard."
+        )
         return False
     return True
 

@@ -58,8 +58,7 @@ class InProcessRunner(Runner):
     def get_task_infos(self) -> list[dict[str, Any]]:
         pid = os.getpid()
         return [
-            {"name": name, "pid": pid, "status": "running", "start_time": start}
-            for name, start in list(self._active.items())
+            {"name": name, "pid": pid, "status": "running", "start_time": start} for name, start in list(self._active.items())
         ]
 
     def close(self) -> None:

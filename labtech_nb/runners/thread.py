@@ -16,7 +16,7 @@ from labtech_nb.types import LabContext, ResultMeta
 
 
 class _Job:
-    __slots__ = ("task", "task_name", "use_cache", "thread_id")
+    __slots__ = ("task", "task_name", "thread_id", "use_cache")
 
     def __init__(self, task: Any, task_name: str, use_cache: bool) -> None:
         self.task = task
