@@ -110,7 +110,7 @@ class BaseCache(Cache):
             self.save_result(_EntryStorage(storage, key, writer), task, task_result.value)
             metadata = self.build_metadata(task, task_result.meta, getattr(task_result, "extra_metadata", None))
             with writer.file_handle(self.METADATA_FILENAME, mode="w") as metadata_file:
-                json.dump(metadata, metadata_file, indent=2)
+                metadata_file.write(dumps_indented(metadata))
         except BaseException:
             writer.abort()
             raise
@@ -146,7 +146,7 @@ class BaseCache(Cache):
         except CacheEntryUnreadable as error:
             raise TaskNotFound(str(error)) from None
         task: Any = self.serializer.deserialize_task(metadata["task"])
-        if not isinstance(task, task_type):
+        if type(task) is not task_type and not issubclass(type(task), task_type):
             raise TaskNotFound(f"Cache entry '{key}' holds a '{type(task).__qualname__}', not a '{task_type.__qualname__}'.")
         task._set_result_meta(result_meta_from_metadata(metadata))
         return task
@@ -165,6 +165,22 @@ class BaseCache(Cache):
 
     def delete(self, storage: Storage, task: Any) -> None:
         storage.delete(task.cache_key)
+
+
+def dumps_indented(value: Any, level: int = 0) -> str:
+    """Format JSON exactly like ``json.dumps(value, indent=2)``, several times faster for small documents."""
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        inner = "\n" + "  " * (level + 1)
+        items = (f"{json.dumps(key)}: {dumps_indented(item, level + 1)}" for key, item in value.items())
+        return "{" + inner + ("," + inner).join(items) + "\n" + "  " * level + "}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        inner = "\n" + "  " * (level + 1)
+        return "[" + inner + ("," + inner).join(dumps_indented(item, level + 1) for item in value) + "\n" + "  " * level + "]"
+    return json.dumps(value)
 
 
 def result_meta_from_metadata(metadata: dict[str, Any]) -> ResultMeta:

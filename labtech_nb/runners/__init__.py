@@ -4,20 +4,30 @@
 |---|---|
 | ``'serial'`` | `SerialRunnerBackend` |
 | ``'thread'`` | `ThreadRunnerBackend` |
+| ``'fork'`` | `ForkPoolRunnerBackend` |
+| ``'spawn'`` | `SpawnPoolRunnerBackend` |
+| ``'fork-per-task'`` | `ForkPerTaskRunnerBackend` |
 """
 
 from labtech_nb.runners.base import Runner, RunnerBackend, run_or_load_task
+from labtech_nb.runners.process import ForkPerTaskRunnerBackend, ForkPoolRunnerBackend, SpawnPoolRunnerBackend
 from labtech_nb.runners.registry import backend_names, register_backend, resolve_backend
 from labtech_nb.runners.serial import SerialRunnerBackend
 from labtech_nb.runners.thread import ThreadRunnerBackend
 
 register_backend("serial", SerialRunnerBackend)
 register_backend("thread", ThreadRunnerBackend)
+register_backend("fork", ForkPoolRunnerBackend)
+register_backend("spawn", SpawnPoolRunnerBackend)
+register_backend("fork-per-task", ForkPerTaskRunnerBackend)
 
 __all__ = [
+    "ForkPerTaskRunnerBackend",
+    "ForkPoolRunnerBackend",
     "Runner",
     "RunnerBackend",
     "SerialRunnerBackend",
+    "SpawnPoolRunnerBackend",
     "ThreadRunnerBackend",
     "backend_names",
     "register_backend",

@@ -1,0 +1,436 @@
+"""The process runners: ``'fork'`` and ``'spawn'`` pools, and ``'fork-per-task'``.
+
+The parent talks to each worker over its own pipe: it sends a task together with the dependency
+results that worker does not hold yet, and receives output lines, progress, the start of the task
+and finally its result, all as they happen. A result travels as its pickled frames; the parent keeps
+those frames and forwards them to other workers as they are, so a large result is pickled once.
+No manager processes, proxies or sockets are involved.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from labtech_nb.engine.capture import task_context
+from labtech_nb.engine.events import Event, ResourceSample, TaskStarted
+from labtech_nb.exceptions import RunnerError, TaskDiedError
+from labtech_nb.runners.base import Runner, RunnerBackend, attach_traceback, run_or_load_task
+from labtech_nb.runners.transfer import Payload, decode, encode, receive_message, send_message
+from labtech_nb.runners.worker import forked_worker_main, prepare_worker_process, spawned_worker_main
+from labtech_nb.storage.base import Storage
+from labtech_nb.types import LabContext, ResultMeta, TaskResult
+
+#: How often the CPU and memory of running tasks are sampled.
+SAMPLE_SECONDS = 1.0
+#: Tasks handed to one pool worker at once: the next task waits in its pipe while the current one
+#: runs, so a worker never sits idle for a round trip to the parent.
+JOBS_PER_WORKER = 2
+
+
+class _Job:
+    __slots__ = ("dependencies", "id", "start", "task", "task_name", "use_cache")
+
+    def __init__(self, job_id: int, task: Any, task_name: str, use_cache: bool) -> None:
+        self.id = job_id
+        self.task = task
+        self.task_name = task_name
+        self.use_cache = use_cache
+        self.start: datetime | None = None
+
+
+class _StoredResult:
+    """A result held by the parent: its decoded value and/or the frames it arrived as."""
+
+    __slots__ = ("has_value", "meta", "payload", "value")
+
+    def __init__(self, meta: ResultMeta, *, payload: Payload | None = None, value: Any = None, has_value: bool = False) -> None:
+        self.meta = meta
+        self.payload = payload
+        self.value = value
+        self.has_value = has_value
+
+    def get_value(self) -> Any:
+        if not self.has_value:
+            assert self.payload is not None
+            self.value = decode(self.payload)
+            self.has_value = True
+        return self.value
+
+    def get_payload(self, by_value: bool) -> Payload:
+        if self.payload is None:
+            self.payload = encode(self.value, by_value=by_value)
+        return self.payload
+
+
+class _Worker:
+    __slots__ = ("connection", "held", "jobs", "pending_releases", "process")
+
+    def __init__(self, process: Any, connection: Connection) -> None:
+        self.process = process
+        self.connection = connection
+        #: Jobs sent to this worker, oldest (the running one) first.
+        self.jobs: deque[_Job] = deque()
+        self.held: set[Any] = set()
+        self.pending_releases: list[Any] = []
+
+    @property
+    def job(self) -> _Job | None:
+        """The job the worker is running."""
+        return self.jobs[0] if self.jobs else None
+
+
+def died_message(task: Any, exitcode: int | None) -> str:
+    """Describe how a task's process ended, e.g. "killed by signal 9 (SIGKILL)"."""
+    if exitcode is None:
+        how = "its process ended unexpectedly"
+    elif exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = "unknown signal"
+        how = f"its process was killed by signal {-exitcode} ({name})"
+    else:
+        how = f"its process exited with code {exitcode}"
+    return f"Task '{task}' died: {how}."
+
+
+class ProcessRunner(Runner):
+    """Runs tasks in worker processes: a reused pool (fork or spawn), or one fork per task."""
+
+    def __init__(
+        self, *, context: LabContext, storage: Storage, max_workers: int, start_method: str, per_task: bool = False
+    ) -> None:
+        self.context = context
+        self.storage = storage
+        self.max_concurrency = max_workers
+        self.per_task = per_task
+        self.start_method = start_method
+        self.by_value = start_method == "spawn"
+        self._mp: Any = multiprocessing.get_context(start_method)
+        self._queue: deque[_Job] = deque()
+        self._workers: list[_Worker] = []
+        self._results: dict[Any, _StoredResult] = {}
+        self._completed: deque[tuple[Any, ResultMeta | BaseException]] = deque()
+        self._next_job_id = 0
+        self._publish: Any = lambda event: None
+        self._samples: dict[str, tuple[float, int]] = {}
+        self._closed = threading.Event()
+        self._sampler = threading.Thread(target=self._sample_resources, name="labtech_nb-sampler", daemon=True)
+        self._sampler.start()
+        if not per_task:
+            for _ in range(max_workers):
+                self._workers.append(self._start_worker())
+
+    def set_event_publisher(self, publish: Any) -> None:
+        """Send events from workers (output, progress, resource samples) to ``publish``."""
+        self._publish = publish
+
+    # --- workers --------------------------------------------------------------------------------
+
+    def _start_worker(self, job: _Job | None = None) -> _Worker:
+        parent_end, child_end = self._mp.Pipe(duplex=True)
+        if job is not None:
+            process = self._mp.Process(
+                target=_run_one_forked_task, args=(child_end, job, self.context, self.storage, self._results), daemon=True
+            )
+        elif self.start_method == "fork":
+            process = self._mp.Process(target=forked_worker_main, args=(child_end, self.context, self.storage), daemon=True)
+        else:
+            process = self._mp.Process(target=spawned_worker_main, args=(child_end,), daemon=True)
+        process.start()
+        child_end.close()
+        worker = _Worker(process, parent_end)
+        if job is None and self.start_method == "spawn":
+            send_message(parent_end, ("init",), [encode((self.context, self.storage), by_value=True)], by_value=True)
+        return worker
+
+    def _dispatch(self) -> None:
+        if self.per_task:
+            while self._queue and len(self._workers) < self.max_concurrency:
+                job = self._queue.popleft()
+                for dependency in job.task._lt_dependencies():
+                    stored = self._results.get(dependency)
+                    if stored is not None:
+                        stored.get_value()
+                worker = self._start_worker(job)
+                worker.jobs.append(job)
+                self._workers.append(worker)
+                self._announce_start(worker, job)
+            return
+        for depth in range(1, JOBS_PER_WORKER + 1):
+            available = [worker for worker in self._workers if len(worker.jobs) < depth]
+            while self._queue and available:
+                job = self._queue.popleft()
+                worker = max(
+                    available,
+                    key=lambda candidate: sum(1 for dependency in job.task._lt_dependencies() if dependency in candidate.held),
+                )
+                available.remove(worker)
+                self._send_job(worker, job)
+
+    def _send_job(self, worker: _Worker, job: _Job) -> None:
+        dependencies, payloads = [], []
+        for dependency in dict.fromkeys(job.task._lt_dependencies()):
+            if dependency in worker.held:
+                continue
+            stored = self._results.get(dependency)
+            if stored is None:
+                continue
+            dependencies.append((dependency, stored.meta))
+            payloads.append(stored.get_payload(self.by_value))
+            worker.held.add(dependency)
+        releases, worker.pending_releases = worker.pending_releases, []
+        worker.jobs.append(job)
+        send_message(
+            worker.connection,
+            ("run", job.id, job.task, job.task_name, job.use_cache, dependencies, releases),
+            payloads,
+            by_value=self.by_value,
+        )
+        if worker.jobs[0] is job:
+            self._announce_start(worker, job)
+
+    def _announce_start(self, worker: _Worker, job: _Job) -> None:
+        job.start = datetime.now()
+        self._publish(TaskStarted(job.task_name, "load" if job.use_cache else "run", job.start, worker.process.pid or 0))
+
+    # --- the Runner contract --------------------------------------------------------------------
+
+    def submit_task(self, task: Any, task_name: str, use_cache: bool) -> None:
+        self._next_job_id += 1
+        job = _Job(self._next_job_id, task, task_name, use_cache)
+        if use_cache:
+            self._load_in_parent(job)
+        else:
+            self._queue.append(job)
+
+    def _load_in_parent(self, job: _Job) -> None:
+        """Cached results are loaded where they are needed first: here, not in a worker."""
+        try:
+            with task_context(job.task_name, self._publish):
+                result = run_or_load_task(job.task, True, None, self.storage)
+        except Exception as error:
+            attach_traceback(error)
+            self._completed.append((job.task, error))
+            return
+        self._results[job.task] = _StoredResult(result.meta, value=result.value, has_value=True)
+        self._completed.append((job.task, result.meta))
+
+    def wait(self, *, timeout_seconds: float | None) -> Iterator[tuple[Any, ResultMeta | BaseException]]:
+        self._dispatch()
+        while self._completed:
+            yield self._completed.popleft()
+        busy = {worker.connection: worker for worker in self._workers if worker.job is not None}
+        if not busy:
+            return
+        for connection in wait(list(busy), timeout=timeout_seconds):
+            worker = busy[connection]  # type: ignore[index]
+            yield from self._read_worker(worker)
+        self._dispatch()
+
+    def _read_worker(self, worker: _Worker) -> Iterator[tuple[Any, ResultMeta | BaseException]]:
+        while worker.job is not None:
+            try:
+                if not worker.connection.poll():
+                    return
+                header, payloads = receive_message(worker.connection)
+            except (EOFError, OSError):
+                yield self._worker_died(worker)
+                return
+            kind = header[0]
+            if kind == "event":
+                self._on_event(worker, header[1])
+                continue
+            job = worker.jobs.popleft()
+            self._samples.pop(job.task_name, None)
+            if worker.jobs:
+                self._announce_start(worker, worker.jobs[0])
+            if kind == "done":
+                self._results[job.task] = _StoredResult(header[2], payload=payloads[0])
+                worker.held.add(job.task)
+                yield job.task, header[2]
+            else:
+                yield job.task, header[2]
+            if self.per_task:
+                self._retire(worker)
+
+    def _on_event(self, worker: _Worker, event: Event) -> None:
+        self._publish(event)
+
+    def _worker_died(self, worker: _Worker) -> tuple[Any, BaseException]:
+        job = worker.jobs.popleft()
+        # Tasks that were waiting in the dead worker's pipe never started: queue them again.
+        self._queue.extendleft(reversed(worker.jobs))
+        worker.jobs.clear()
+        worker.process.join(timeout=5)
+        error = TaskDiedError(died_message(job.task, worker.process.exitcode))
+        attach_traceback(error)
+        self._retire(worker)
+        if not self.per_task and not self._closed.is_set():
+            self._workers.append(self._start_worker())
+        return job.task, error
+
+    def _retire(self, worker: _Worker) -> None:
+        if worker in self._workers:
+            self._workers.remove(worker)
+        worker.connection.close()
+        worker.process.join(timeout=5)
+
+    def cancel(self) -> None:
+        self._queue.clear()
+
+    def stop(self) -> None:
+        self._queue.clear()
+        for worker in list(self._workers):
+            if worker.jobs:
+                worker.process.kill()
+                worker.process.join(timeout=5)
+                worker.jobs.clear()
+                self._retire(worker)
+
+    def pending_task_count(self) -> int:
+        return len(self._queue) + len(self._completed) + sum(len(worker.jobs) for worker in self._workers)
+
+    def get_result(self, task: Any) -> TaskResult[Any]:
+        stored = self._results[task]
+        return TaskResult(stored.get_value(), stored.meta)
+
+    def remove_results(self, tasks: Sequence[Any]) -> None:
+        for task in tasks:
+            self._results.pop(task, None)
+            for worker in self._workers:
+                if task in worker.held:
+                    worker.held.discard(task)
+                    worker.pending_releases.append(task)
+
+    def get_task_infos(self) -> list[dict[str, Any]]:
+        rows = []
+        for worker in self._workers:
+            job = worker.job
+            if job is None:
+                continue
+            cpu, rss = self._samples.get(job.task_name, (0.0, 0))
+            rows.append(
+                {
+                    "name": job.task_name,
+                    "pid": worker.process.pid,
+                    "status": "running",
+                    "start_time": job.start,
+                    "cpu": cpu,
+                    "rss": rss,
+                }
+            )
+        return rows
+
+    def close(self) -> None:
+        self._closed.set()
+        for worker in list(self._workers):
+            try:
+                if worker.job is None and not self.per_task:
+                    send_message(worker.connection, ("exit",))
+            except OSError:
+                pass
+        for worker in list(self._workers):
+            worker.process.join(timeout=2)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(timeout=5)
+            worker.connection.close()
+        self._workers.clear()
+        self._results.clear()
+
+    # --- resource samples -----------------------------------------------------------------------
+
+    def _sample_resources(self) -> None:
+        import psutil
+
+        handles: dict[int, Any] = {}
+        while not self._closed.wait(SAMPLE_SECONDS):
+            for worker in list(self._workers):
+                job = worker.job
+                pid = worker.process.pid
+                if job is None or pid is None:
+                    continue
+                try:
+                    handle = handles.get(pid)
+                    if handle is None:
+                        handle = handles[pid] = psutil.Process(pid)
+                        handle.cpu_percent()
+                        continue
+                    processes = [handle, *handle.children(recursive=True)]
+                    cpu = sum(process.cpu_percent() for process in processes)
+                    rss = sum(process.memory_info().rss for process in processes)
+                except psutil.Error:
+                    continue
+                self._samples[job.task_name] = (cpu, rss)
+                self._publish(ResourceSample(job.task_name, cpu, rss))
+
+
+def _run_one_forked_task(
+    connection: Connection, job: _Job, context: LabContext, storage: Storage, results: dict[Any, _StoredResult]
+) -> None:
+    """Entry point of a ``'fork-per-task'`` process: dependency results are shared by fork, not sent."""
+    from labtech_nb.engine.capture import routed_output
+    from labtech_nb.runners.worker import WorkerState
+
+    prepare_worker_process()
+    state = WorkerState(connection, context, storage, by_value=False)
+    state.results = {task: TaskResult(stored.value, stored.meta) for task, stored in results.items() if stored.has_value}
+    with routed_output():
+        state.execute(job.id, job.task, job.task_name, job.use_cache)
+    connection.close()
+
+
+def _require_start_method(name: str) -> None:
+    if name not in multiprocessing.get_all_start_methods() or (name == "fork" and sys.platform == "darwin"):
+        if name == "fork":
+            raise RunnerError(
+                "The 'fork' start method for processes is not supported by your operating system. "
+                "Try switching to runner_backend='spawn' or specify another system-compatible runner_backend."
+            )
+        raise RunnerError(
+            f"The '{name}' start method for processes is not supported by your operating system. "
+            "Please specify a system-compatible runner_backend."
+        )
+
+
+class ForkPoolRunnerBackend(RunnerBackend):
+    """A reused pool of forked workers (``runner_backend='fork'``); the context is inherited, not copied."""
+
+    def build_runner(self, *, context: LabContext, storage: Storage, max_workers: int | None) -> Runner:
+        _require_start_method("fork")
+        return ProcessRunner(
+            context=context, storage=storage, max_workers=max_workers or os.cpu_count() or 1, start_method="fork"
+        )
+
+
+class SpawnPoolRunnerBackend(RunnerBackend):
+    """A pool of spawned workers (``runner_backend='spawn'``); the context is sent once per worker.
+
+    Task classes defined in ``__main__`` (a notebook or a script) are pickled by value, so they run too.
+    """
+
+    def build_runner(self, *, context: LabContext, storage: Storage, max_workers: int | None) -> Runner:
+        _require_start_method("spawn")
+        return ProcessRunner(
+            context=context, storage=storage, max_workers=max_workers or os.cpu_count() or 1, start_method="spawn"
+        )
+
+
+class ForkPerTaskRunnerBackend(RunnerBackend):
+    """One forked process per task (``runner_backend='fork-per-task'``): dependency results are shared by fork."""
+
+    def build_runner(self, *, context: LabContext, storage: Storage, max_workers: int | None) -> Runner:
+        _require_start_method("fork")
+        return ProcessRunner(
+            context=context, storage=storage, max_workers=max_workers or os.cpu_count() or 1, start_method="fork", per_task=True
+        )

@@ -1,0 +1,111 @@
+"""The worker side of the process runners: a loop that executes tasks sent by the parent.
+
+A worker keeps the results it computed or received in a local store until the parent says they
+are no longer needed, so a dependency result reaches each worker at most once however many of its
+dependents run there.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import sys
+from multiprocessing.connection import Connection
+from typing import Any
+
+from labtech_nb.engine.capture import routed_output, task_context
+from labtech_nb.engine.events import Event, TaskStarted
+from labtech_nb.runners.base import TRACEBACK_ATTRIBUTE, attach_traceback, run_or_load_task
+from labtech_nb.runners.transfer import decode, encode, receive_message, send_message
+from labtech_nb.storage.base import Storage
+from labtech_nb.types import LabContext, TaskResult
+
+
+class WorkerState:
+    """What one worker process holds: the context, the storage and the results it was given."""
+
+    def __init__(self, connection: Connection, context: LabContext, storage: Storage, by_value: bool) -> None:
+        self.connection = connection
+        self.context = context
+        self.storage = storage
+        self.by_value = by_value
+        self.results: dict[Any, TaskResult[Any]] = {}
+
+    def publish(self, event: Event) -> None:
+        # The parent announces the start itself when it hands over the task: one message fewer per task.
+        if not isinstance(event, TaskStarted):
+            send_message(self.connection, ("event", event))
+
+    def execute(self, job_id: int, task: Any, task_name: str, use_cache: bool) -> None:
+        for dependency in task._lt_dependencies():
+            dependency._set_results_map(self.results)
+        try:
+            filtered_context = None if use_cache else task.filter_context(self.context)
+            with task_context(task_name, self.publish):
+                result = run_or_load_task(task, use_cache, filtered_context, self.storage)
+        except BaseException as error:
+            send_message(self.connection, ("failed", job_id, _picklable_error(error)))
+            return
+        self.results[task] = result
+        try:
+            payload = encode(result.value, by_value=self.by_value)
+        except Exception as error:
+            failure = TypeError(f"The result of task '{task}' cannot be sent to the main process: {error}")
+            attach_traceback(failure, error)
+            send_message(self.connection, ("failed", job_id, _picklable_error(failure)))
+            return
+        send_message(self.connection, ("done", job_id, result.meta), [payload])
+
+
+def _picklable_error(error: BaseException) -> BaseException:
+    attach_traceback(error)
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        replacement = RuntimeError(f"{type(error).__qualname__}: {error}")
+        setattr(replacement, TRACEBACK_ATTRIBUTE, getattr(error, TRACEBACK_ATTRIBUTE, ""))
+        return replacement
+    return error
+
+
+def serve(state: WorkerState) -> None:
+    """Execute tasks until the parent says to exit or goes away."""
+    connection = state.connection
+    with routed_output():
+        while True:
+            try:
+                header, payloads = receive_message(connection)
+            except (EOFError, OSError):
+                return
+            kind = header[0]
+            if kind == "exit":
+                return
+            if kind == "run":
+                _, job_id, task, task_name, use_cache, dependencies, releases = header
+                for released in releases:
+                    state.results.pop(released, None)
+                for (dependency, meta), payload in zip(dependencies, payloads, strict=True):
+                    state.results[dependency] = TaskResult(decode(payload), meta)
+                state.execute(job_id, task, task_name, use_cache)
+
+
+def prepare_worker_process() -> None:
+    """Settings every worker process applies first: the parent alone handles Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def forked_worker_main(connection: Connection, context: LabContext, storage: Storage) -> None:
+    """Entry point of a pool worker made by fork (context and storage inherited, not copied)."""
+    prepare_worker_process()
+    serve(WorkerState(connection, context, storage, by_value=False))
+    connection.close()
+
+
+def spawned_worker_main(connection: Connection) -> None:
+    """Entry point of a pool worker made by spawn: receives the context and storage once."""
+    prepare_worker_process()
+    _header, payloads = receive_message(connection)
+    context, storage = decode(payloads[0])
+    serve(WorkerState(connection, context, storage, by_value=True))
+    connection.close()
+    sys.stdout.flush()
