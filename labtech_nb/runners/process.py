@@ -254,6 +254,8 @@ class ProcessRunner(Runner):
             self._samples.pop(job.task_name, None)
             if worker.jobs:
                 self._announce_start(worker, worker.jobs[0])
+            if kind == "cancelled":
+                continue
             if kind == "done":
                 self._results[job.task] = _StoredResult(header[2], payload=payloads[0])
                 worker.held.add(job.task)
@@ -287,6 +289,10 @@ class ProcessRunner(Runner):
 
     def cancel(self) -> None:
         self._queue.clear()
+        for worker in self._workers:
+            waiting = [job.id for job in list(worker.jobs)[1:]]
+            if waiting and not self.per_task:
+                send_message(worker.connection, ("cancel", waiting))
 
     def stop(self) -> None:
         self._queue.clear()

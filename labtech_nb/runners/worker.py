@@ -8,6 +8,7 @@ dependents run there.
 from __future__ import annotations
 
 import pickle
+from collections import deque
 import signal
 import sys
 from multiprocessing.connection import Connection
@@ -71,21 +72,33 @@ def _picklable_error(error: BaseException) -> BaseException:
 def serve(state: WorkerState) -> None:
     """Execute tasks until the parent says to exit or goes away."""
     connection = state.connection
+    inbox: deque[tuple[Any, list[Any]]] = deque()
+    cancelled: set[int] = set()
     with routed_output():
         while True:
             try:
-                header, payloads = receive_message(connection)
+                if not inbox:
+                    inbox.append(receive_message(connection))
+                # Read whatever else arrived, so a cancellation overtakes the tasks it cancels.
+                while connection.poll():
+                    inbox.append(receive_message(connection))
             except (EOFError, OSError):
                 return
+            header, payloads = inbox.popleft()
             kind = header[0]
             if kind == "exit":
                 return
-            if kind == "run":
+            if kind == "cancel":
+                cancelled.update(header[1])
+            elif kind == "run":
                 _, job_id, task, task_name, use_cache, dependencies, releases = header
                 for released in releases:
                     state.results.pop(released, None)
                 for (dependency, meta), payload in zip(dependencies, payloads, strict=True):
                     state.results[dependency] = TaskResult(decode(payload), meta)
+                if any(message[0] == ("cancel") and job_id in message[1] for message, _ in inbox) or job_id in cancelled:
+                    send_message(connection, ("cancelled", job_id))
+                    continue
                 state.execute(job_id, task, task_name, use_cache)
 
 
