@@ -1,0 +1,175 @@
+"""`LocalStorage`: cache entries as directories in a local (or mounted) directory."""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from labtech_nb.exceptions import StorageError
+from labtech_nb.storage.base import Storage, check_filename, check_key
+
+_STAGING_PREFIX = ".staging-"
+_TRASH_PREFIX = ".trash-"
+
+
+class LocalStorage(Storage):
+    """Keeps each cache entry in a subdirectory ``<storage_dir>/<key>/``.
+
+    New entries are written to a hidden staging directory and renamed into place, so an entry is
+    either complete or absent: a crash, a kill or a failed write never leaves a partial entry.
+
+    Args:
+        storage_dir: the directory; created with its parents when missing.
+        runner_dir: the same directory as seen by runner workers, when they see it at another path
+            (e.g. a shared mount on cluster nodes).
+        with_gitignore: write a ``.gitignore`` holding ``*`` when the directory has none.
+    """
+
+    def __init__(self, storage_dir: str | Path, *, runner_dir: str | Path | None = None, with_gitignore: bool = True) -> None:
+        self._storage_path = Path(storage_dir).resolve()
+        self._root = str(self._storage_path)
+        self._runner_dir = runner_dir
+        self._with_gitignore = with_gitignore
+        try:
+            self._storage_path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StorageError(f"Cannot create storage directory '{storage_dir}': {error}") from error
+        if not self._storage_path.is_dir():
+            raise StorageError(f"Storage path '{storage_dir}' exists but is not a directory.")
+        if with_gitignore:
+            gitignore = self._storage_path / ".gitignore"
+            if not gitignore.exists():
+                gitignore.write_text("*\n")
+
+    @property
+    def storage_path(self) -> Path:
+        """The absolute path of the storage directory."""
+        return self._storage_path
+
+    def __repr__(self) -> str:
+        return f"LocalStorage({str(self._storage_path)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_local_storage, (str(self._storage_path), self._runner_dir, self._with_gitignore))
+
+    def _key_path(self, key: str) -> str:
+        check_key(key, self._root)
+        return os.path.join(self._root, key)
+
+    def find_keys(self) -> Sequence[str]:
+        with os.scandir(self._root) as entries:
+            return sorted(entry.name for entry in entries if "." not in entry.name and entry.is_dir())
+
+    def exists(self, key: str) -> bool:
+        return os.path.isdir(self._key_path(key))
+
+    def file_handle(self, key: str, filename: str, *, mode: str = "r") -> IO[Any]:
+        key_path = self._key_path(key)
+        check_filename(filename, key_path)
+        if any(flag in mode for flag in "wax+"):
+            os.makedirs(key_path, exist_ok=True)
+        return open(os.path.join(key_path, filename), mode)
+
+    def delete(self, key: str) -> None:
+        key_path = self._key_path(key)
+        trash = os.path.join(self._root, f"{_TRASH_PREFIX}{key}-{secrets.token_hex(6)}")
+        try:
+            # Renaming first means a half-deleted entry is never visible under its key.
+            os.rename(key_path, trash)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def begin_write(self, key: str) -> StagedEntryWriter:
+        return StagedEntryWriter(self, self._key_path(key))
+
+    def get_runner_storage(self) -> Storage:
+        if self._runner_dir is None:
+            return self
+        return LocalStorage(self._runner_dir, with_gitignore=False)
+
+    def remove_abandoned_writes(self) -> int:
+        """Delete staging and trash directories left by processes that no longer exist.
+
+        Returns:
+            How many directories were removed.
+        """
+        removed = 0
+        with os.scandir(self._root) as entries:
+            names = [entry.name for entry in entries if entry.name.startswith((_STAGING_PREFIX, _TRASH_PREFIX))]
+        for name in names:
+            if name.startswith(_STAGING_PREFIX) and _pid_is_alive(_staging_pid(name)):
+                continue
+            shutil.rmtree(os.path.join(self._root, name), ignore_errors=True)
+            removed += 1
+        return removed
+
+
+def _rebuild_local_storage(storage_dir: str, runner_dir: Any, with_gitignore: bool) -> LocalStorage:
+    storage = LocalStorage.__new__(LocalStorage)
+    storage._storage_path = Path(storage_dir)
+    storage._root = str(storage_dir)
+    storage._runner_dir = runner_dir
+    storage._with_gitignore = with_gitignore
+    return storage
+
+
+def _staging_pid(name: str) -> int:
+    try:
+        return int(name.rsplit("-", 2)[-2])
+    except (IndexError, ValueError):
+        return -1
+
+
+def _pid_is_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class StagedEntryWriter:
+    """Writes an entry into a hidden staging directory and renames it into place on commit."""
+
+    def __init__(self, storage: LocalStorage, final_path: str) -> None:
+        self.final_path = final_path
+        self.key = os.path.basename(final_path)
+        self.root = storage._root
+        self.staging_path = os.path.join(self.root, f"{_STAGING_PREFIX}{self.key}-{os.getpid()}-{secrets.token_hex(6)}")
+        os.mkdir(self.staging_path)
+
+    def file_handle(self, filename: str, *, mode: str = "wb") -> IO[Any]:
+        check_filename(filename, self.final_path)
+        return open(os.path.join(self.staging_path, filename), mode)
+
+    def commit(self) -> None:
+        for _ in range(10):
+            try:
+                os.rename(self.staging_path, self.final_path)
+                return
+            except OSError as error:
+                if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR):
+                    self.abort()
+                    raise
+            # An older entry (or a concurrent writer's equal one) holds the key: move it aside.
+            trash = os.path.join(self.root, f"{_TRASH_PREFIX}{self.key}-{secrets.token_hex(6)}")
+            try:
+                os.rename(self.final_path, trash)
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(trash, ignore_errors=True)
+        self.abort()
+        raise StorageError(f"Could not commit cache entry '{self.key}': the key kept being replaced concurrently.")
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging_path, ignore_errors=True)
