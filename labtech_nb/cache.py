@@ -75,6 +75,13 @@ class BaseCache(Cache):
     def load_result(self, storage: Storage, task: Any) -> Any:
         """Read the task's result from its entry."""
 
+    def entry_is_complete(self, storage: Storage, task: Any) -> bool:
+        """Return whether the entry's result files look complete (cheaply, without loading them).
+
+        The default trusts the metadata; caches whose format allows a cheap check override this.
+        """
+        return True
+
     def key_prefix_for(self, task_type: type) -> str:
         """Return the prefix shared by the keys of every entry of ``task_type``, separator included."""
         return f"{self.KEY_PREFIX}{task_type.__qualname__.replace('.', '-')}__"
@@ -148,6 +155,8 @@ class BaseCache(Cache):
         task: Any = self.serializer.deserialize_task(metadata["task"])
         if type(task) is not task_type and not issubclass(type(task), task_type):
             raise TaskNotFound(f"Cache entry '{key}' holds a '{type(task).__qualname__}', not a '{task_type.__qualname__}'.")
+        if not self.entry_is_complete(storage, task):
+            raise CacheEntryUnreadable(f"Cache entry '{key}' is incomplete: its result is missing or truncated.")
         task._set_result_meta(result_meta_from_metadata(metadata))
         return task
 
@@ -241,6 +250,18 @@ class PickleCache(BaseCache):
     def save_result(self, storage: Storage, task: Any, result: Any) -> None:
         with storage.file_handle(task.cache_key, self.RESULT_FILENAME, mode="wb") as result_file:
             pickle.dump(result, result_file, protocol=self.pickle_protocol)
+
+    def entry_is_complete(self, storage: Storage, task: Any) -> bool:
+        """A complete pickle ends with the STOP opcode; a missing, empty or truncated file does not."""
+        try:
+            with storage.file_handle(task.cache_key, self.RESULT_FILENAME, mode="rb") as result_file:
+                result_file.seek(0, 2)
+                if result_file.tell() == 0:
+                    return False
+                result_file.seek(-1, 2)
+                return bool(result_file.read(1) == pickle.STOP)
+        except (OSError, ValueError):
+            return False
 
     def load_result(self, storage: Storage, task: Any) -> Any:
         with storage.file_handle(task.cache_key, self.RESULT_FILENAME, mode="rb") as result_file:

@@ -227,7 +227,7 @@ class Lab:
                 metadata = cache.load_metadata(self._storage, task.cache_key)
             except CacheEntryUnreadable:
                 return False
-            return bool(metadata.get("cache") == type(cache).__qualname__)
+            return metadata.get("cache") == type(cache).__qualname__ and cache.entry_is_complete(self._storage, task)
         return True
 
     def cached_tasks(self, task_types: Sequence[type]) -> list[Any]:

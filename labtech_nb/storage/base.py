@@ -101,4 +101,6 @@ def check_filename(filename: str, key_dir: str) -> None:
     """Raise `StorageError` unless ``filename`` names a file directly inside ``key_dir``."""
     separators = [char for char in ("/", "\\", os.sep, os.altsep) if char]
     if not filename or filename in (os.curdir, os.pardir) or any(char in filename for char in separators) or "\0" in filename:
-        raise StorageError(f"Filename '{filename}' should only reference a directory directly under the storage key directory '{key_dir}'")
+        raise StorageError(
+            f"Filename '{filename}' should only reference a directory directly under the storage key directory '{key_dir}'"
+        )

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import os
 import posixpath
+import secrets
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import IO, Any
 
-from labtech_nb.storage.base import Storage, check_filename, check_key
+from labtech_nb.storage.base import EntryWriter, InPlaceEntryWriter, Storage, check_filename, check_key
 
 
 class FsspecStorage(Storage):
     """Base class for storages on an fsspec filesystem; subclasses implement `fs_constructor`.
 
     The filesystem is built once per process (not per call) and is not pickled, so the storage can be
-    sent to spawned or remote workers. Entries are written in place, result first and metadata last,
-    after removing any previous entry; an entry interrupted mid-write is detected on load and recomputed.
+    sent to spawned or remote workers. Entries are written under a hidden staging path and moved into
+    place on commit; an entry interrupted mid-write is detected on load and recomputed.
 
     Args:
         storage_dir: the POSIX path of the storage directory on the filesystem.
@@ -87,3 +88,40 @@ class FsspecStorage(Storage):
         key_path = self._key_path(key)
         if self.fs.exists(key_path):
             self.fs.rm(key_path, recursive=True)
+
+    def begin_write(self, key: str) -> EntryWriter:
+        if type(self).file_handle is not FsspecStorage.file_handle:
+            # A subclass that changes how files are written must see every write.
+            return InPlaceEntryWriter(self, key)
+        return FsspecStagedWriter(self, key)
+
+
+class FsspecStagedWriter:
+    """Writes an entry under a hidden staging path, then moves it into place on commit.
+
+    On filesystems with atomic renames (local, memory) the entry appears at once; on object stores a
+    move is a copy, so the previous entry is removed first and the metadata written last still marks
+    completeness.
+    """
+
+    def __init__(self, storage: FsspecStorage, key: str) -> None:
+        self.storage = storage
+        self.final_path = storage._key_path(key)
+        self.staging_path = posixpath.join(storage.storage_dir, f".staging-{key}-{os.getpid()}-{secrets.token_hex(6)}")
+        storage.fs.mkdirs(self.staging_path, exist_ok=True)
+
+    def file_handle(self, filename: str, *, mode: str = "wb") -> IO[Any]:
+        check_filename(filename, self.final_path)
+        handle: IO[Any] = self.storage.fs.open(posixpath.join(self.staging_path, filename), mode)
+        return handle
+
+    def commit(self) -> None:
+        fs = self.storage.fs
+        if fs.exists(self.final_path):
+            fs.rm(self.final_path, recursive=True)
+        fs.mv(self.staging_path, self.final_path, recursive=True)
+
+    def abort(self) -> None:
+        fs = self.storage.fs
+        if fs.exists(self.staging_path):
+            fs.rm(self.staging_path, recursive=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from labtech_nb.exceptions import StorageError
-from labtech_nb.storage.base import Storage, check_filename, check_key
+from labtech_nb.storage.base import EntryWriter, InPlaceEntryWriter, Storage, check_filename, check_key
 
 _STAGING_PREFIX = ".staging-"
 _TRASH_PREFIX = ".trash-"
@@ -54,9 +54,6 @@ class LocalStorage(Storage):
     def __repr__(self) -> str:
         return f"LocalStorage({str(self._storage_path)!r})"
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_local_storage, (str(self._storage_path), self._runner_dir, self._with_gitignore))
-
     def _key_path(self, key: str) -> str:
         check_key(key, self._root)
         return os.path.join(self._root, key)
@@ -85,13 +82,22 @@ class LocalStorage(Storage):
             return
         shutil.rmtree(trash, ignore_errors=True)
 
-    def begin_write(self, key: str) -> StagedEntryWriter:
+    def begin_write(self, key: str) -> EntryWriter:
+        if type(self).file_handle is not LocalStorage.file_handle:
+            # A subclass that changes how files are written (compression, accounting) must see every write.
+            return InPlaceEntryWriter(self, key)
         return StagedEntryWriter(self, self._key_path(key))
 
     def get_runner_storage(self) -> Storage:
         if self._runner_dir is None:
             return self
-        return LocalStorage(self._runner_dir, with_gitignore=False)
+        # Built without touching the filesystem: the directory exists where the workers run.
+        runner_storage = LocalStorage.__new__(LocalStorage)
+        runner_storage.__dict__.update(self.__dict__)
+        runner_storage._storage_path = Path(self._runner_dir)
+        runner_storage._root = str(self._runner_dir)
+        runner_storage._runner_dir = None
+        return runner_storage
 
     def remove_abandoned_writes(self) -> int:
         """Delete staging and trash directories left by processes that no longer exist.
@@ -108,15 +114,6 @@ class LocalStorage(Storage):
             shutil.rmtree(os.path.join(self._root, name), ignore_errors=True)
             removed += 1
         return removed
-
-
-def _rebuild_local_storage(storage_dir: str, runner_dir: Any, with_gitignore: bool) -> LocalStorage:
-    storage = LocalStorage.__new__(LocalStorage)
-    storage._storage_path = Path(storage_dir)
-    storage._root = str(storage_dir)
-    storage._runner_dir = runner_dir
-    storage._with_gitignore = with_gitignore
-    return storage
 
 
 def _staging_pid(name: str) -> int:
