@@ -124,6 +124,7 @@ def test_event_sequence_of_a_run_with_cached_failing_and_skipped_tasks(tmp_path:
     assert (started.total, started.counts_by_type, started.cached) == (4, {"Scaled": 3, "Explodes": 1}, 1)
 
     events = recorder.events
+    assert isinstance(events[3], TaskLoaded)
     assert [events[1].task, events[3].task] == [cached, cached]  # type: ignore[attr-defined]
     assert events[4].task == doubled  # type: ignore[attr-defined]
     succeeded = events[7]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import enum
 import math
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from frozendict import frozendict
 
 import labtech_nb
 import labtech_nb.types
-from labtech_nb.cache import NullCache, PickleCache
+from labtech_nb.cache import BaseCache
 from labtech_nb.exceptions import SerializationError, TaskError
 from labtech_nb.serialization import Serializer
 from labtech_nb.tasks import find_tasks_in_param, get_direct_dependencies
@@ -178,6 +180,26 @@ class SecretResult:
         return f"SECRET-RESULT-{self.n}"
 
 
+class TextCache(BaseCache):
+    KEY_PREFIX = "text__"
+
+    def save_result(self, storage: Any, task: Any, result: Any) -> None:
+        with storage.file_handle(task.cache_key, "result.txt", mode="w") as result_file:
+            result_file.write(str(result))
+
+    def load_result(self, storage: Any, task: Any) -> Any:
+        with storage.file_handle(task.cache_key, "result.txt", mode="r") as result_file:
+            return result_file.read()
+
+
+@labtech_nb.task(cache=TextCache())
+class AsText:
+    n: int
+
+    def run(self) -> int:
+        return self.n
+
+
 @dataclasses.dataclass(frozen=True)
 class SomeDataclass:
     x: int
@@ -235,23 +257,19 @@ def test_called_decorator_without_arguments() -> None:
     assert run_in_memory([Empty(n=4)]) == {Empty(n=4): 4}
 
 
-def test_default_cache_is_a_pickle_cache_per_class() -> None:
-    @labtech_nb.task
-    class First:
-        def run(self) -> None:
-            return None
+def test_default_cache_is_pickle_and_a_given_cache_instance_is_used() -> None:
+    assert Leaf(x=1).cache_key.startswith("pickle__Leaf__")
+    assert AsText(n=1).cache_key.startswith("text__AsText__")
+    assert AsText(n=1).cache_key.removeprefix("text__") != Leaf(x=1).cache_key.removeprefix("pickle__")
 
-    @labtech_nb.task
-    class Second:
-        def run(self) -> None:
-            return None
 
-    first_cache = First._lt_options.cache
-    second_cache = Second._lt_options.cache
-    assert isinstance(first_cache, PickleCache)
-    assert isinstance(second_cache, PickleCache)
-    assert first_cache is not second_cache
-    assert isinstance(Parent._lt_options.cache, NullCache)
+def test_dataclasses_replace_and_copy_give_converted_equal_tasks() -> None:
+    task = Pair(a=[1, {"k": Leaf(x=1)}], b="b")
+    replaced = dataclasses.replace(task, a=[2])
+    assert replaced == Pair(a=(2,), b="b")
+    assert replaced.a == (2,)
+    assert copy.copy(task) == task
+    assert copy.deepcopy(task) == task
 
 
 # --- frozen dataclass behaviour ------------------------------------------------------------------
@@ -641,6 +659,14 @@ def test_local_task_class_runs_without_caching_storage(runner_backend: str) -> N
     tasks = [LocalTask(x=1), LocalTask(x=2)]
     lab = labtech_nb.Lab(storage=None, runner_backend=runner_backend)
     assert lab.run_tasks(tasks, disable_progress=True, disable_top=True) == {tasks[0]: 10, tasks[1]: 20}
+
+
+def test_local_task_class_needs_a_key_only_with_a_caching_storage(tmp_path: Path) -> None:
+    LocalTask = local_task_type()
+    assert labtech_nb.Lab(storage=None, runner_backend="serial").is_cached(LocalTask(x=1)) is False
+    lab = labtech_nb.Lab(storage=tmp_path / "storage", runner_backend="serial")
+    with pytest.raises(SerializationError, match="because it was defined in a function"):
+        lab.run_tasks([LocalTask(x=1)], disable_progress=True, disable_top=True)
 
 
 def test_local_enum_parameter_only_fails_when_a_key_is_needed() -> None:

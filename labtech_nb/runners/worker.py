@@ -8,9 +8,9 @@ dependents run there.
 from __future__ import annotations
 
 import pickle
-from collections import deque
 import signal
 import sys
+from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 

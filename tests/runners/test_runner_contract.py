@@ -290,7 +290,7 @@ def test_result_is_available_on_input_tasks_after_the_run(make_lab: Any) -> None
     with pytest.raises(TaskError, match="not available in memory"):
         top.left.result  # noqa: B018
     # A dependency object inside an equal input never received results at all.
-    with pytest.raises(TaskError, match="no active results map|not available in memory"):
+    with pytest.raises(TaskError, match=r"no active results map|not available in memory"):
         equal_top.right.result  # noqa: B018
 
 
