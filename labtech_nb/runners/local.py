@@ -10,6 +10,7 @@ from typing import Any
 from labtech_nb.engine.capture import routed_output, task_context
 from labtech_nb.engine.events import Event
 from labtech_nb.runners.base import Runner, run_or_load_task
+from labtech_nb.runners.sampling import ResourceSampler
 from labtech_nb.storage.base import Storage
 from labtech_nb.types import LabContext, TaskResult
 
@@ -29,6 +30,10 @@ class InProcessRunner(Runner):
         self._active: dict[str, datetime] = {}
         self._output = routed_output()
         self._output.__enter__()
+        # In-process tasks share one process: their samples are whole-process figures.
+        self._sampler = ResourceSampler(
+            lambda: [(name, os.getpid()) for name in list(self._active)], lambda event: self.publish(event)
+        )
 
     def set_event_publisher(self, publish: Callable[[Event], None]) -> None:
         """Send in-task events (output lines, progress, start) to ``publish``."""

@@ -21,16 +21,15 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from labtech_nb.engine.capture import task_context
-from labtech_nb.engine.events import Event, ResourceSample, TaskStarted
+from labtech_nb.engine.events import Event, TaskStarted
 from labtech_nb.exceptions import RunnerError, TaskDiedError
 from labtech_nb.runners.base import Runner, RunnerBackend, attach_traceback, run_or_load_task
+from labtech_nb.runners.sampling import ResourceSampler
 from labtech_nb.runners.transfer import Payload, decode, encode, receive_message, send_message
 from labtech_nb.runners.worker import forked_worker_main, prepare_worker_process, spawned_worker_main
 from labtech_nb.storage.base import Storage
 from labtech_nb.types import LabContext, ResultMeta, TaskResult
 
-#: How often the CPU and memory of running tasks are sampled.
-SAMPLE_SECONDS = 1.0
 #: Tasks handed to one pool worker at once: the next task waits in its pipe while the current one
 #: runs, so a worker never sits idle for a round trip to the parent.
 JOBS_PER_WORKER = 2
@@ -122,10 +121,8 @@ class ProcessRunner(Runner):
         self._completed: deque[tuple[Any, ResultMeta | BaseException]] = deque()
         self._next_job_id = 0
         self._publish: Any = lambda event: None
-        self._samples: dict[str, tuple[float, int]] = {}
         self._closed = threading.Event()
-        self._sampler = threading.Thread(target=self._sample_resources, name="labtech_nb-sampler", daemon=True)
-        self._sampler.start()
+        self._sampler = ResourceSampler(self._active_tasks, lambda event: self._publish(event))
         if not per_task:
             for _ in range(max_workers):
                 self._workers.append(self._start_worker())
@@ -251,7 +248,6 @@ class ProcessRunner(Runner):
                 self._on_event(worker, header[1])
                 continue
             job = worker.jobs.popleft()
-            self._samples.pop(job.task_name, None)
             if worker.jobs:
                 self._announce_start(worker, worker.jobs[0])
             if kind == "cancelled":
@@ -324,7 +320,7 @@ class ProcessRunner(Runner):
             job = worker.job
             if job is None:
                 continue
-            cpu, rss = self._samples.get(job.task_name, (0.0, 0))
+            cpu, rss = self._sampler.latest.get(job.task_name, (0.0, 0))
             rows.append(
                 {
                     "name": job.task_name,
@@ -339,6 +335,7 @@ class ProcessRunner(Runner):
 
     def close(self) -> None:
         self._closed.set()
+        self._sampler.stop()
         for worker in list(self._workers):
             try:
                 if worker.job is None and not self.per_task:
@@ -354,31 +351,10 @@ class ProcessRunner(Runner):
         self._workers.clear()
         self._results.clear()
 
-    # --- resource samples -----------------------------------------------------------------------
-
-    def _sample_resources(self) -> None:
-        import psutil
-
-        handles: dict[int, Any] = {}
-        while not self._closed.wait(SAMPLE_SECONDS):
-            for worker in list(self._workers):
-                job = worker.job
-                pid = worker.process.pid
-                if job is None or pid is None:
-                    continue
-                try:
-                    handle = handles.get(pid)
-                    if handle is None:
-                        handle = handles[pid] = psutil.Process(pid)
-                        handle.cpu_percent()
-                        continue
-                    processes = [handle, *handle.children(recursive=True)]
-                    cpu = sum(process.cpu_percent() for process in processes)
-                    rss = sum(process.memory_info().rss for process in processes)
-                except psutil.Error:
-                    continue
-                self._samples[job.task_name] = (cpu, rss)
-                self._publish(ResourceSample(job.task_name, cpu, rss))
+    def _active_tasks(self) -> list[tuple[str, int]]:
+        return [
+            (worker.jobs[0].task_name, worker.process.pid) for worker in list(self._workers) if worker.jobs and worker.process.pid
+        ]
 
 
 def _run_one_forked_task(
