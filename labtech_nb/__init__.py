@@ -10,6 +10,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 from labtech_nb.engine.lab import Lab
+from labtech_nb.engine.reporting import progress, report_progress
 from labtech_nb.log import logger
 from labtech_nb.params import is_task, is_task_type
 from labtech_nb.tasks import task
@@ -29,4 +30,14 @@ def unload_ipython_extension(ipython: Any) -> None:
     unload(ipython)
 
 
-__all__ = ["Lab", "__version__", "is_task", "is_task_type", "load_ipython_extension", "logger", "task"]
+__all__ = [
+    "Lab",
+    "__version__",
+    "is_task",
+    "is_task_type",
+    "load_ipython_extension",
+    "logger",
+    "progress",
+    "report_progress",
+    "task",
+]

@@ -152,12 +152,11 @@ class BaseCache(Cache):
             self._check_cache_class(key, metadata)
         except CacheEntryUnreadable as error:
             raise TaskNotFound(str(error)) from None
-        task: Any = self.serializer.deserialize_task(metadata["task"])
+        task: Any = self.serializer.deserialize_task(metadata["task"], result_meta=result_meta_from_metadata(metadata))
         if type(task) is not task_type and not issubclass(type(task), task_type):
             raise TaskNotFound(f"Cache entry '{key}' holds a '{type(task).__qualname__}', not a '{task_type.__qualname__}'.")
         if not self.entry_is_complete(storage, task):
             raise CacheEntryUnreadable(f"Cache entry '{key}' is incomplete: its result is missing or truncated.")
-        task._set_result_meta(result_meta_from_metadata(metadata))
         return task
 
     def load_result_with_meta(self, storage: Storage, task: Any) -> TaskResult[Any]:

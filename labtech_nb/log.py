@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 
 from labtech_nb.engine.capture import CaptureFilter, original_stream
 
 LOG_FORMAT = "%(asctime)s/%(labtech_name)s/%(levelname)s: %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+#: While a terminal view draws progress bars, log lines go through it so they never garble the bars.
+line_writer: Callable[[str], None] | None = None
 
 
 class _FallbackHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -27,6 +32,10 @@ class _FallbackHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         if not hasattr(record, "labtech_name"):
             record.labtech_name = record.processName
+        writer = line_writer
+        if writer is not None:
+            writer(self.format(record))
+            return
         self.stream = original_stream(sys.stderr)
         super().emit(record)
 

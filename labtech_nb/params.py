@@ -83,7 +83,7 @@ def convert_param(value: Any, path: str, owner: str = "") -> Any:
         if value_type is tuple and all(a is b for a, b in zip(converted, value, strict=False)):
             return value
         return converted
-    if isinstance(value, Mapping):
+    if isinstance(value, (dict, frozendict)):
         return _convert_mapping(value, path, owner)
     # Anything else, subclasses of the plain types included, has no unambiguous serialized form.
     return _unsupported(value, path, owner)
@@ -107,9 +107,9 @@ def _convert_mapping(value: Mapping[Any, Any], path: str, owner: str) -> frozend
 
 
 def _unsupported(value: Any, path: str, owner: str) -> Any:
-    of_type = f" of task type '{owner}'" if owner else ""
+    of_type = f"(Task type '{owner}'.) " if owner else ""
     raise TaskError(
-        f"Unsupported type '{type(value).__qualname__}' in parameter value '{path}'{of_type}. {_SUPPORTED_TYPES_HINT}"
+        f"Unsupported type '{type(value).__qualname__}' in parameter value '{path}'. {of_type}{_SUPPORTED_TYPES_HINT}"
     )
 
 
@@ -157,10 +157,10 @@ def iter_tasks_in_param(value: Any) -> Iterator[Any]:
     """
     if is_task(value):
         yield value
-    elif type(value) is tuple:
+    elif isinstance(value, (tuple, list)):
         for item in value:
             yield from iter_tasks_in_param(item)
-    elif isinstance(value, frozendict):
+    elif isinstance(value, (dict, frozendict)):
         for item in value.values():
             yield from iter_tasks_in_param(item)
 

@@ -22,7 +22,7 @@ SerializedTask = dict[str, Any]
 class Serializer:
     """Serializes tasks (and their parameter values) to JSON-compatible dicts, and back."""
 
-    def serialize_task(self, task: Any) -> SerializedTask:
+    def serialize_task(self, task: Any, _path: frozenset[int] = frozenset()) -> SerializedTask:
         """Return the JSON-compatible form of a task, nested dependency tasks included.
 
         Args:
@@ -34,11 +34,16 @@ class Serializer:
         Raises:
             SerializationError: the task's class was defined inside a function.
         """
+        if id(task) in _path:
+            from labtech_nb.exceptions import LabError
+
+            raise LabError(f"Cyclic dependency: Task '{task}' depends on itself.")
+        path = _path | {id(task)}
         serialized: SerializedTask = {"_is_task": True, "__class__": self.serialize_class(type(task))}
         if task.code_version is not None:
             serialized["_code_version"] = task.code_version
         for name in type(task)._lt_field_names:
-            serialized[name] = self.serialize_value(getattr(task, name))
+            serialized[name] = self.serialize_value(getattr(task, name), path)
         return serialized
 
     def serialize_class(self, cls: type) -> str:
@@ -54,18 +59,18 @@ class Serializer:
             )
         return f"{cls.__module__}.{cls.__qualname__.replace('.', '>')}"
 
-    def serialize_value(self, value: Any) -> Any:
+    def serialize_value(self, value: Any, _path: frozenset[int] = frozenset()) -> Any:
         """Return the JSON-compatible form of a converted parameter value."""
         if value is None or type(value) in (str, bool, int, float):
             return value
         if isinstance(value, Enum):
             return {"_is_enum": True, "__class__": self.serialize_class(type(value)), "name": value.name}
         if is_task(value):
-            return self.serialize_task(value)
+            return self.serialize_task(value, _path)
         if type(value) is tuple:
-            return [self.serialize_value(item) for item in value]
+            return [self.serialize_value(item, _path) for item in value]
         if isinstance(value, frozendict):
-            return {key: self.serialize_value(item) for key, item in value.items()}
+            return {key: self.serialize_value(item, _path) for key, item in value.items()}
         raise SerializationError(
             f"Cannot serialize value: '{value}'. Please check that your task's parameters only use supported types."
         )
@@ -87,14 +92,15 @@ class Serializer:
             raise SerializationError(f"'{serialized_class}' is not a class.")
         return target
 
-    def deserialize_task(self, serialized: SerializedTask) -> Any:
+    def deserialize_task(self, serialized: SerializedTask, *, result_meta: Any = None) -> Any:
         """Rebuild a task (with its nested dependencies and Enum members) from its serialized form.
 
         Args:
             serialized: the output of `serialize_task`.
+            result_meta: the `ResultMeta` to give the task (as labtech's serializer does).
 
         Returns:
-            The task, carrying the stored ``code_version``.
+            The task, carrying the stored ``code_version`` (and ``result_meta`` when given).
 
         Raises:
             SerializationError: a class cannot be imported, is not a task type, or lacks a stored field.
@@ -118,6 +124,8 @@ class Serializer:
         except TypeError as error:
             raise SerializationError(f"Cannot rebuild task '{serialized['__class__']}': {error}") from error
         task._set_code_version(serialized.get("_code_version"))
+        if result_meta is not None:
+            task._set_result_meta(result_meta)
         return task
 
     def deserialize_value(self, value: Any) -> Any:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar, dataclass_transform, overload
+
+from frozendict import frozendict
 
 from labtech_nb.exceptions import TaskError
 from labtech_nb.params import (
@@ -175,6 +178,7 @@ def _decorate(cls: type[T], options: TaskOptions) -> type[T]:
         setattr(cls, name, member)
     cls = dataclass(frozen=True, eq=True, order=True)(cls)
     type.__setattr__(cls, "_lt_task_type", True)
+    type.__setattr__(cls, "_lt_has_enums", False)
     type.__setattr__(cls, "_lt_options", options)
     type.__setattr__(cls, "_lt_field_names", tuple(field.name for field in dataclasses.fields(cls)))  # type: ignore[arg-type]
     return cls
@@ -191,16 +195,30 @@ def _post_init(self: Any) -> None:
         converted = convert_param(value, name, owner)
         if converted is not value:
             object.__setattr__(self, name, converted)
+        if not cls._lt_has_enums and _holds_enum(converted):
+            type.__setattr__(cls, "_lt_has_enums", True)
     object.__setattr__(self, "_lt", TaskState(cls._lt_options.code_version))
     post_init = getattr(self, "post_init", None)
     if post_init is not None:
         post_init()
 
 
+_COMPUTING: Any = object()
+
+
 def _identity(self: Any) -> tuple[Any, ...]:
     state = self._lt
+    if state.identity is _COMPUTING:
+        from labtech_nb.exceptions import LabError
+
+        raise LabError(f"Cyclic dependency: Task '{self}' depends on itself.")
     if state.identity is None:
-        params = tuple(param_identity(getattr(self, name)) for name in type(self)._lt_field_names)
+        state.identity = _COMPUTING
+        try:
+            params = tuple(param_identity(getattr(self, name)) for name in type(self)._lt_field_names)
+        except BaseException:
+            state.identity = None
+            raise
         state.identity = (type(self), state.code_version, params)
     return state.identity
 
@@ -220,25 +238,63 @@ def _hash(self: Any) -> int:
     return state.hash
 
 
+class _EnumMember:
+    """An Enum member pickled by class and name (members holding objects cannot be pickled by value)."""
+
+    __slots__ = ("enum_type", "name")
+
+    def __init__(self, enum_type: type, name: str) -> None:
+        self.enum_type = enum_type
+        self.name = name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_EnumMember, (self.enum_type, self.name))
+
+
+def _to_picklable(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return _EnumMember(type(value), value.name)
+    if type(value) is tuple:
+        return tuple(_to_picklable(item) for item in value)
+    if isinstance(value, frozendict):
+        return frozendict({key: _to_picklable(item) for key, item in value.items()})
+    return value
+
+
+def _from_picklable(value: Any) -> Any:
+    if isinstance(value, _EnumMember):
+        return value.enum_type[value.name]  # type: ignore[index]
+    if type(value) is tuple:
+        return tuple(_from_picklable(item) for item in value)
+    if isinstance(value, frozendict):
+        return frozendict({key: _from_picklable(item) for key, item in value.items()})
+    return value
+
+
 def _reduce(self: Any) -> tuple[Any, ...]:
-    params = {name: getattr(self, name) for name in type(self)._lt_field_names}
-    return (rebuild_task, (type(self), params, self._lt.code_version))
+    cls = type(self)
+    params = {name: getattr(self, name) for name in cls._lt_field_names}
+    if cls._lt_has_enums:
+        params = {name: _to_picklable(value) for name, value in params.items()}
+        return (rebuild_task, (cls, params, self._lt.code_version, True))
+    return (rebuild_task, (cls, params, self._lt.code_version))
 
 
-def rebuild_task(cls: type[Any], params: dict[str, Any], code_version: str | None) -> Any:
+def rebuild_task(cls: type[Any], params: dict[str, Any], code_version: str | None, enums_by_name: bool = False) -> Any:
     """Rebuild a task from its parameters without re-validating them (used when unpickling).
 
     Args:
         cls: the task type.
         params: already converted parameter values by field name.
         code_version: the code_version the task carried.
+        enums_by_name: Enum members in ``params`` were pickled by class and name.
 
     Returns:
         The task, with ``post_init`` run again.
     """
     instance = object.__new__(cls)
     for name, value in params.items():
-        object.__setattr__(instance, name, value)
+        object.__setattr__(instance, name, _from_picklable(value) if enums_by_name else value)
     object.__setattr__(instance, "_lt", TaskState(code_version))
     post_init = getattr(instance, "post_init", None)
     if post_init is not None:
@@ -256,6 +312,16 @@ def _setstate(self: Any, state: dict[str, Any]) -> None:
     post_init = getattr(self, "post_init", None)
     if post_init is not None:
         post_init()
+
+
+def _holds_enum(value: Any) -> bool:
+    if isinstance(value, Enum):
+        return True
+    if type(value) is tuple:
+        return any(_holds_enum(item) for item in value)
+    if isinstance(value, frozendict):
+        return any(_holds_enum(item) for item in value.values())
+    return False
 
 
 def _cache_key(self: Any) -> str:
@@ -344,15 +410,16 @@ def get_direct_dependencies(task: Any, *, all_identities: bool = True) -> list[A
 
     Args:
         task: a task.
-        all_identities: if True, every dependency object is returned, equal ones included; if
-            False, equal dependencies are returned once.
+        all_identities: if True, every distinct dependency object is returned, equal ones
+            included; if False, equal dependencies are returned once.
 
     Returns:
         The dependency tasks, in parameter order.
     """
     dependencies = task._lt_dependencies()
     if all_identities:
-        return list(dependencies)
+        # Each distinct object once; equal but separate objects are all kept.
+        return list({id(dependency): dependency for dependency in dependencies}.values())
     return list(dict.fromkeys(dependencies))
 
 

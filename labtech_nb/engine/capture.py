@@ -30,9 +30,17 @@ class TaskContext:
 
     def __init__(self, task_name: str, publish: Callable[[Event], None]) -> None:
         self.task_name = task_name
-        self.publish = publish
+        self._publish = publish
         self._partial: dict[str, str] = {}
         self._last_progress = 0.0
+
+    def publish(self, event: Event) -> None:
+        """Publish an event of this task, outside the task's capture (observers may print)."""
+        token = _current.set(None)
+        try:
+            self._publish(event)
+        finally:
+            _current.reset(token)
 
     def write(self, stream: str, text: str) -> None:
         """Buffer output and publish each complete line."""

@@ -89,6 +89,8 @@ class ResourceSample(Event):
     task_name: str
     cpu_percent: float
     rss_bytes: int
+    children: int = 0
+    threads: int = 0
     time: float = field(default_factory=time.time)
 
 

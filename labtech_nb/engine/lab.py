@@ -138,7 +138,17 @@ class Lab:
         use_cache = not bust_cache
         graph = TaskGraph(lambda task: use_cache and self._is_cached_quick(task))
         graph.add_inputs(input_tasks)
-        bus = EventBus([_log_task_output, *self._observers, *observers])
+        from labtech_nb.views.selection import build_views
+
+        views = build_views(
+            notebook=self.notebook,
+            disable_progress=disable_progress,
+            disable_top=disable_top,
+            top_format=top_format,
+            top_sort=top_sort,
+            top_n=top_n,
+        )
+        bus = EventBus([_log_task_output, *self._observers, *observers, *views])
         runner = self.runner_backend.build_runner(
             context=self.context, storage=self._storage.get_runner_storage(), max_workers=self.max_workers
         )
@@ -187,10 +197,11 @@ class Lab:
         for node in graph.inputs:
             if node.state is NodeState.DONE:
                 final_map[node.task] = runner.get_result(node.task)
-        for node in graph.inputs:
-            if node.state is NodeState.DONE:
-                for task_object in node.objects:
-                    task_object._set_results_map(final_map)
+        # Every task object of the run gets the final map: inputs find their results in it, and a
+        # released dependency reports "not available in memory" under every runner.
+        for node in graph.nodes.values():
+            for task_object in node.objects:
+                task_object._set_results_map(final_map)
         results: dict[Any, Any] = {}
         for task in input_tasks:
             if task in final_map and task not in results:

@@ -71,7 +71,7 @@ class _StoredResult:
 
 
 class _Worker:
-    __slots__ = ("connection", "held", "jobs", "pending_releases", "process")
+    __slots__ = ("connection", "held", "jobs", "paused", "pending_releases", "process")
 
     def __init__(self, process: Any, connection: Connection) -> None:
         self.process = process
@@ -80,6 +80,8 @@ class _Worker:
         self.jobs: deque[_Job] = deque()
         self.held: set[Any] = set()
         self.pending_releases: list[Any] = []
+        #: The worker reported a failure and waits for "resume" before its next task.
+        self.paused = False
 
     @property
     def job(self) -> _Job | None:
@@ -223,6 +225,13 @@ class ProcessRunner(Runner):
         self._completed.append((job.task, result.meta))
 
     def wait(self, *, timeout_seconds: float | None) -> Iterator[tuple[Any, ResultMeta | BaseException]]:
+        # The run has reacted to earlier failures (cancelling what it wanted to): workers may go on.
+        for worker in self._workers:
+            if worker.paused:
+                worker.paused = False
+                send_message(worker.connection, ("resume",))
+                if worker.jobs:
+                    self._announce_start(worker, worker.jobs[0])
         self._dispatch()
         while self._completed:
             yield self._completed.popleft()
@@ -248,15 +257,16 @@ class ProcessRunner(Runner):
                 self._on_event(worker, header[1])
                 continue
             job = worker.jobs.popleft()
-            if worker.jobs:
-                self._announce_start(worker, worker.jobs[0])
             if kind == "cancelled":
                 continue
+            if kind == "done" and worker.jobs:
+                self._announce_start(worker, worker.jobs[0])
             if kind == "done":
                 self._results[job.task] = _StoredResult(header[2], payload=payloads[0])
                 worker.held.add(job.task)
                 yield job.task, header[2]
             else:
+                worker.paused = not self.per_task
                 yield job.task, header[2]
             if self.per_task:
                 self._retire(worker)
@@ -286,7 +296,8 @@ class ProcessRunner(Runner):
     def cancel(self) -> None:
         self._queue.clear()
         for worker in self._workers:
-            waiting = [job.id for job in list(worker.jobs)[1:]]
+            # A paused worker has started none of its jobs; otherwise the first one is running.
+            waiting = [job.id for job in (worker.jobs if worker.paused else list(worker.jobs)[1:])]
             if waiting and not self.per_task:
                 send_message(worker.connection, ("cancel", waiting))
 

@@ -45,14 +45,16 @@ class ResourceSampler:
                         handle = handles[pid] = psutil.Process(pid)
                         handle.cpu_percent()  # the first reading only starts the measurement
                         continue
-                    processes = [handle, *handle.children(recursive=True)]
+                    children = handle.children(recursive=True)
+                    processes = [handle, *children]
                     cpu = sum(process.cpu_percent() for process in processes)
                     rss = sum(process.memory_info().rss for process in processes)
+                    threads = handle.num_threads()
                 except psutil.Error:
                     handles.pop(pid, None)
                     continue
                 self.latest[task_name] = (cpu, rss)
-                self.publish(ResourceSample(task_name, cpu, rss))
+                self.publish(ResourceSample(task_name, cpu, rss, children=len(children), threads=threads))
             live = {name for name, _ in active}
             for name in [name for name in self.latest if name not in live]:
                 del self.latest[name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from collections import deque
 from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
@@ -33,10 +34,17 @@ class ThreadRunner(InProcessRunner):
         self.max_concurrency = max_workers
         self._executor = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="labtech_nb")
         self._jobs: dict[futures.Future[Any], _Job] = {}
+        # Jobs wait here, not in the executor's queue, until a thread is free: a worker thread that
+        # finishes a failing task must not pick up the next one before the run can cancel it.
+        self._waiting: deque[_Job] = deque()
 
     def submit_task(self, task: Any, task_name: str, use_cache: bool) -> None:
-        job = _Job(task, task_name, use_cache)
-        self._jobs[self._executor.submit(self._execute_job, job)] = job
+        self._waiting.append(_Job(task, task_name, use_cache))
+
+    def _dispatch(self) -> None:
+        while self._waiting and len(self._jobs) < self.max_concurrency:
+            job = self._waiting.popleft()
+            self._jobs[self._executor.submit(self._execute_job, job)] = job
 
     def _execute_job(self, job: _Job) -> ResultMeta:
         job.thread_id = threading.get_ident()
@@ -46,6 +54,7 @@ class ThreadRunner(InProcessRunner):
             job.thread_id = None
 
     def wait(self, *, timeout_seconds: float | None) -> Iterator[tuple[Any, ResultMeta | BaseException]]:
+        self._dispatch()
         if not self._jobs:
             return
         done, _ = futures.wait(list(self._jobs), timeout=timeout_seconds, return_when=futures.FIRST_COMPLETED)
@@ -55,6 +64,7 @@ class ThreadRunner(InProcessRunner):
             yield job.task, (error if error is not None else future.result())
 
     def cancel(self) -> None:
+        self._waiting.clear()
         for future in list(self._jobs):
             if future.cancel():
                 del self._jobs[future]
@@ -68,7 +78,7 @@ class ThreadRunner(InProcessRunner):
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(KeyboardInterrupt))
 
     def pending_task_count(self) -> int:
-        return len(self._jobs)
+        return len(self._jobs) + len(self._waiting)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

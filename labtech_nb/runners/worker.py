@@ -37,7 +37,8 @@ class WorkerState:
         if not isinstance(event, TaskStarted):
             send_message(self.connection, ("event", event))
 
-    def execute(self, job_id: int, task: Any, task_name: str, use_cache: bool) -> None:
+    def execute(self, job_id: int, task: Any, task_name: str, use_cache: bool) -> bool:
+        """Execute a job and report its outcome; returns whether it succeeded."""
         for dependency in task._lt_dependencies():
             dependency._set_results_map(self.results)
         try:
@@ -46,7 +47,7 @@ class WorkerState:
                 result = run_or_load_task(task, use_cache, filtered_context, self.storage)
         except BaseException as error:
             send_message(self.connection, ("failed", job_id, _picklable_error(error)))
-            return
+            return False
         self.results[task] = result
         try:
             payload = encode(result.value, by_value=self.by_value)
@@ -54,8 +55,9 @@ class WorkerState:
             failure = TypeError(f"The result of task '{task}' cannot be sent to the main process: {error}")
             attach_traceback(failure, error)
             send_message(self.connection, ("failed", job_id, _picklable_error(failure)))
-            return
+            return False
         send_message(self.connection, ("done", job_id, result.meta), [payload])
+        return True
 
 
 def _picklable_error(error: BaseException) -> BaseException:
@@ -90,16 +92,30 @@ def serve(state: WorkerState) -> None:
                 return
             if kind == "cancel":
                 cancelled.update(header[1])
+            elif kind == "resume":
+                pass
             elif kind == "run":
                 _, job_id, task, task_name, use_cache, dependencies, releases = header
                 for released in releases:
                     state.results.pop(released, None)
                 for (dependency, meta), payload in zip(dependencies, payloads, strict=True):
                     state.results[dependency] = TaskResult(decode(payload), meta)
-                if any(message[0] == ("cancel") and job_id in message[1] for message, _ in inbox) or job_id in cancelled:
+                if any(message[0] == "cancel" and job_id in message[1] for message, _ in inbox) or job_id in cancelled:
                     send_message(connection, ("cancelled", job_id))
                     continue
-                state.execute(job_id, task, task_name, use_cache)
+                if not state.execute(job_id, task, task_name, use_cache):
+                    # After a failure, wait for the parent's word: it may stop the run and cancel what
+                    # is already waiting in this pipe.
+                    paused = True
+                    while paused:
+                        try:
+                            message = receive_message(connection)
+                        except (EOFError, OSError):
+                            return
+                        if message[0][0] == "resume":
+                            paused = False
+                        else:
+                            inbox.append(message)
 
 
 def prepare_worker_process() -> None:

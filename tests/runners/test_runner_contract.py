@@ -40,7 +40,7 @@ from .contract_tasks import (
 )
 
 
-@pytest.fixture(params=["serial", "thread"])
+@pytest.fixture(params=["serial", "thread", "fork", "spawn", "fork-per-task"])
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 

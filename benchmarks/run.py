@@ -1,0 +1,579 @@
+"""Benchmark labtech_nb against labtech 1.1.0 on identical scenarios.
+
+Usage (from the repository root):
+
+    .venv/bin/python benchmarks/run.py [--smoke] [--disk] [--out DIR] [--only NAME...]
+
+- Creates (or reuses) ``.venv-labtech`` at the repository root, a virtual environment holding
+  labtech==1.1.0, numpy and psutil. It is reused when it already imports labtech 1.1.0.
+- Runs every scenario in ``benchmarks/scenarios/`` against both libraries, alternating between them
+  within one session, each measurement in a fresh subprocess: ``.venv-labtech/bin/python`` for
+  labtech, this interpreter for labtech_nb. For labtech_nb, ``benchmarks/shim`` is put on PYTHONPATH
+  so that the scenarios' ``import labtech`` resolves to labtech_nb: the same code runs on both.
+- Repeats each measurement 3 times (1 with ``--smoke``, which also uses small sizes).
+- Storage lives in a RAM-backed directory (/dev/shm) by default, on disk with ``--disk``.
+- Writes ``results.json`` and ``results.md`` (median, min-max, ratio labtech/labtech_nb and the
+  machine description) into ``--out`` (default ``benchmarks/results/``).
+
+The exit code is 0 when every measurement succeeded, 1 otherwise (the reports are written anyway).
+See benchmarks/README.md for what each scenario measures and how to read the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import fcntl
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+SCENARIOS_DIR = BENCH_DIR / "scenarios"
+SHIM_DIR = BENCH_DIR / "shim"
+LABTECH_VENV = REPO / ".venv-labtech"
+LABTECH_VERSION = "1.1.0"
+LIBRARIES = ("labtech", "labtech_nb")
+RESULT_PREFIX = "BENCH_RESULT "
+EN_DASH, TIMES = "\u2013", "\u00d7"  # for the Markdown report
+SCENARIO_NAMES = ("trivial", "fanout", "listing", "big_results", "floor")
+DESCRIPTIONS = {
+    "trivial": "N trivial tasks: first run (compute + cache) and cached re-run, per task",
+    "fanout": "one large array result feeding many small dependents, per backend",
+    "listing": "cached_tasks() and uncache_tasks() over many cached entries",
+    "big_results": "tasks returning large arrays on the fork backend: first run, cached reload, parent peak RSS",
+    "floor": "no library: bare pickle+rename and ProcessPoolExecutor round trip (control: ratio ≈ 1)",
+}
+METRIC_LABELS = {
+    "first_us_per_task": "first run",
+    "cached_us_per_task": "cached re-run",
+    "wall_s": "wall time",
+    "parent_peak_rss_mb": "parent peak RSS",
+    "worker_peak_rss_mb": "largest worker peak RSS",
+    "workers_peak_uss_mb": "all workers' peak USS",
+    "cached_tasks_s": "cached_tasks([T])",
+    "uncache_tasks_s": "uncache_tasks(all)",
+    "first_s": "first run",
+    "cached_s": "cached reload",
+    "first_parent_peak_rss_mb": "parent peak RSS, first run",
+    "cached_parent_peak_rss_mb": "parent peak RSS, cached reload",
+    "first_worker_peak_rss_mb": "largest worker peak RSS, first run",
+    "first_workers_peak_uss_mb": "all workers' peak USS, first run",
+    "pickle_rename_us_per_task": "pickle to file + rename",
+    "entry_us_per_task": "entry dir + data.pickle + metadata.json + rename",
+    "pool_roundtrip_us_per_task": "ProcessPoolExecutor round trip",
+}
+
+
+@dataclasses.dataclass
+class Case:
+    scenario: str
+    name: str
+    args: list[str]
+    params: dict[str, Any]
+
+
+def build_cases(smoke: bool) -> list[Case]:
+    cases: list[Case] = []
+    for n in [200] if smoke else [1_000, 5_000, 20_000]:
+        for backend in ("serial", "fork"):
+            cases.append(Case("trivial", f"n={n} {backend}", ["--n", str(n), "--backend", backend], {"n": n, "backend": backend}))
+    mb, dependents = (5, 20) if smoke else (50, 200)
+    for backend in ("serial", "thread", "fork", "spawn", "fork-per-task"):
+        cases.append(
+            Case(
+                "fanout",
+                f"{mb} MB -> {dependents} {backend}",
+                ["--mb", str(mb), "--dependents", str(dependents), "--backend", backend],
+                {"mb": mb, "dependents": dependents, "backend": backend},
+            )
+        )
+    n = 300 if smoke else 10_000
+    cases.append(Case("listing", f"n={n}", ["--n", str(n)], {"n": n}))
+    tasks, mb = (20, 5) if smoke else (20, 100)
+    cases.append(
+        Case(
+            "big_results",
+            f"{tasks} x {mb} MB fork",
+            ["--tasks", str(tasks), "--mb", str(mb)],
+            {"tasks": tasks, "mb": mb, "backend": "fork"},
+        )
+    )
+    n = 200 if smoke else 5_000
+    cases.append(Case("floor", f"n={n}", ["--n", str(n)], {"n": n}))
+    return cases
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The labtech virtual environment
+
+
+def interpreter_versions(python: str, env: dict[str, str] | None = None) -> dict[str, str] | None:
+    code = (
+        "import json, sys, platform; import labtech, numpy, psutil; "
+        "print(json.dumps({'labtech': labtech.__version__, 'numpy': numpy.__version__, "
+        "'psutil': psutil.__version__, 'python': platform.python_version(), 'executable': sys.executable}))"
+    )
+    try:
+        out = subprocess.run(
+            [python, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=tempfile.gettempdir()
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def ensure_labtech_venv() -> str:
+    """Create .venv-labtech with labtech 1.1.0 (or reuse it) and return its interpreter."""
+    python = LABTECH_VENV / "bin" / "python"
+    # Serialise concurrent runs (e.g. a test and a manual run) on a lock held on this very file.
+    with open(__file__) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        versions = interpreter_versions(str(python)) if python.exists() else None
+        if versions and versions["labtech"] == LABTECH_VERSION:
+            return str(python)
+        if not python.exists():
+            log(f"creating {LABTECH_VENV} ...")
+            subprocess.run([sys.executable, "-m", "venv", str(LABTECH_VENV)], check=True)
+        log(f"installing labtech=={LABTECH_VERSION} numpy psutil into {LABTECH_VENV} ...")
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                f"labtech=={LABTECH_VERSION}",
+                "numpy",
+                "psutil",
+            ],
+            check=True,
+        )
+        versions = interpreter_versions(str(python))
+        if not versions or versions["labtech"] != LABTECH_VERSION:
+            raise SystemExit(f"{LABTECH_VENV} does not import labtech {LABTECH_VERSION} after installation")
+    return str(python)
+
+
+# ---------------------------------------------------------------------------------------------
+# Machine description
+
+
+def mount_of(path: Path) -> tuple[str, str, str]:
+    """(device, mount point, filesystem type) of the mount holding path."""
+    path = path.resolve()
+    best = ("?", "/", "?")
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            device, point, fstype = line.split()[:3]
+            if (path == Path(point) or Path(point) in path.parents) and len(point) >= len(best[1]):
+                best = (device, point, fstype)
+    return best
+
+
+def storage_description(root: Path) -> str:
+    device, point, fstype = mount_of(root)
+    if fstype in {"tmpfs", "ramfs"}:
+        return f"RAM-backed ({fstype} at {point}), directory {root}"
+    kind = "disk"
+    name = Path(device).name
+    rotational = Path(f"/sys/block/{name}/queue/rotational")
+    if rotational.exists():
+        kind = "rotational disk" if rotational.read_text().strip() == "1" else "SSD"
+        if Path(f"/sys/block/{name}/device/driver").exists() and "virtio" in os.path.realpath(f"/sys/block/{name}/device/driver"):
+            kind += " (virtio virtual disk; the flag is the hypervisor's)"
+    return f"{kind}: {fstype} on {device} at {point}, directory {root}"
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_description(storage_root: Path, interpreters: dict[str, dict[str, str] | None]) -> dict[str, Any]:
+    try:
+        hypervisor = "yes" if "hypervisor" in Path("/proc/cpuinfo").read_text() else "no"
+    except OSError:
+        hypervisor = "unknown"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=REPO
+    ).stdout.strip()
+    return {
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "virtual_machine": hypervisor,
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": {lib: (info or {}).get("python") for lib, info in interpreters.items()},
+        "numpy": {lib: (info or {}).get("numpy") for lib, info in interpreters.items()},
+        "library_versions": {lib: (info or {}).get("labtech") for lib, info in interpreters.items()},
+        "storage": storage_description(storage_root),
+        "openblas_env": {name: os.environ.get(name) for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
+        "labtech_nb_commit": commit + ("+uncommitted changes" if dirty else ""),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Running one measurement
+
+
+def session_processes(sid: int) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.pid != os.getpid() and os.getsid(proc.pid) == sid and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return found
+
+
+def describe(proc: psutil.Process) -> str:
+    try:
+        return f"pid {proc.pid} {' '.join(proc.cmdline())[:200]}"
+    except psutil.Error:
+        return f"pid {proc.pid}"
+
+
+def run_measurement(case: Case, library: str, python: str, storage_root: Path, timeout: float) -> dict[str, Any]:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    if library == "labtech_nb":
+        env["PYTHONPATH"] = str(SHIM_DIR)
+    storage = Path(tempfile.mkdtemp(prefix=f"labtech-bench-{case.scenario}-", dir=storage_root))
+    command = [python, str(SCENARIOS_DIR / f"{case.scenario}.py"), "--storage", str(storage), *case.args]
+    record: dict[str, Any] = {"library": library, "ok": False}
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        command, env=env, cwd=storage, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        record["error"] = f"timed out after {timeout:.0f} s"
+    record["process_s"] = time.perf_counter() - start
+    record["returncode"] = proc.returncode
+
+    # Anything left in the measurement's session once its main process has gone is a leftover
+    # (a worker that outlived its parent). Give it a moment to exit on its own, then kill it.
+    leftovers = session_processes(proc.pid)
+    deadline = time.monotonic() + 3
+    while leftovers and time.monotonic() < deadline:
+        time.sleep(0.1)
+        leftovers = session_processes(proc.pid)
+    if leftovers:
+        record["leftover_processes"] = [describe(p) for p in leftovers]
+        for p in leftovers:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+    shutil.rmtree(storage, ignore_errors=True)
+
+    lines = [line for line in stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if lines and "error" not in record and proc.returncode == 0:
+        payload = json.loads(lines[-1][len(RESULT_PREFIX) :])
+        impl = payload["library"]["impl"]
+        if impl not in (None, library):
+            record["error"] = f"scenario ran {impl!r} instead of {library!r}"
+        else:
+            record.update(ok=True, metrics=payload["metrics"], info=payload["info"], python=payload["python"])
+    elif "error" not in record:
+        record["error"] = f"exit code {proc.returncode}" + ("" if lines else ", no result line")
+    if not record["ok"]:
+        record["stderr_tail"] = stderr[-3000:]
+        record["stdout_tail"] = stdout[-1000:]
+    elif stderr.strip():
+        record["stderr_tail"] = stderr[-1000:]
+    return record
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregation and reports
+
+
+def unit_of(metric: str) -> str:
+    if metric.endswith("_us_per_task"):
+        return "µs/task"
+    if metric.endswith("_mb"):
+        return "MiB"
+    if metric.endswith("_s"):
+        return "s"
+    return ""
+
+
+def summarise(values: list[float]) -> dict[str, Any]:
+    return {"values": values, "median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def aggregate(cases: list[Case], runs: dict[tuple[str, str], dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    scenarios: dict[str, Any] = {}
+    for case in cases:
+        by_lib = runs[(case.scenario, case.name)]
+        metric_names: list[str] = []
+        for records in by_lib.values():
+            for record in records:
+                for name in record.get("metrics", {}):
+                    if name not in metric_names:
+                        metric_names.append(name)
+        metrics: dict[str, Any] = {}
+        for name in metric_names:
+            entry: dict[str, Any] = {"unit": unit_of(name), "label": METRIC_LABELS.get(name, name)}
+            for lib in LIBRARIES:
+                values = [r["metrics"][name] for r in by_lib.get(lib, []) if r.get("ok") and name in r["metrics"]]
+                entry[lib] = summarise(values) if values else None
+            if entry["labtech"] and entry["labtech_nb"] and entry["labtech_nb"]["median"] > 0:
+                entry["ratio"] = entry["labtech"]["median"] / entry["labtech_nb"]["median"]
+            else:
+                entry["ratio"] = None
+            metrics[name] = entry
+        scenario = scenarios.setdefault(case.scenario, {"description": DESCRIPTIONS[case.scenario], "cases": {}})
+        scenario["cases"][case.name] = {"params": case.params, "metrics": metrics, "runs": by_lib}
+    return scenarios
+
+
+def fmt(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def cell(summary: dict[str, Any] | None) -> str:
+    if not summary:
+        return "failed"
+    if len(summary["values"]) == 1:
+        return fmt(summary["median"])
+    return f"{fmt(summary['median'])} ({fmt(summary['min'])}{EN_DASH}{fmt(summary['max'])})"
+
+
+def floor_comparison(scenarios: dict[str, Any]) -> list[str]:
+    """labtech_nb's per-task cost on the largest trivial case next to the bare-Python floor."""
+    trivial = scenarios.get("trivial", {}).get("cases", {})
+    floor_cases = scenarios.get("floor", {}).get("cases", {})
+    if not trivial or not floor_cases:
+        return []
+    floor = next(iter(floor_cases.values()))["metrics"]
+
+    def median(metrics: dict[str, Any], name: str, lib: str = "labtech_nb") -> float | None:
+        entry = metrics.get(name)
+        return entry[lib]["median"] if entry and entry.get(lib) else None
+
+    rows = []
+    largest = max(case["params"]["n"] for case in trivial.values())
+    for name, case in trivial.items():
+        params = case["params"]
+        if params["n"] != largest:
+            continue
+        first = median(case["metrics"], "first_us_per_task")
+        cached = median(case["metrics"], "cached_us_per_task")
+        if params["backend"] == "serial":
+            floor_first, recipe = median(floor, "entry_us_per_task"), "entry write"
+        else:
+            a, b = median(floor, "pool_roundtrip_us_per_task"), median(floor, "entry_us_per_task")
+            floor_first, recipe = (a + b if a is not None and b is not None else None), "pool round trip + entry write"
+        if first is not None and floor_first:
+            rows.append(f"| {name} first run | {fmt(first)} | {fmt(floor_first)} ({recipe}) | {first / floor_first:.1f}{TIMES} |")
+        if cached is not None:
+            labtech_cached = median(case["metrics"], "cached_us_per_task", "labtech")
+            extra = f" (labtech: {fmt(labtech_cached)})" if labtech_cached else ""
+            rows.append(f"| {name} cached re-run | {fmt(cached)}{extra} | — | — |")
+    if not rows:
+        return []
+    return [
+        "### Distance to the floor (labtech_nb, µs per task)",
+        "",
+        "| trivial case | labtech_nb | bare-Python floor | labtech_nb / floor |",
+        "|---|---:|---:|---:|",
+        *rows,
+        "",
+    ]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    machine = report["machine"]
+    config = report["config"]
+    lines = [
+        "| scenario | case | metric | labtech 1.1.0 | labtech_nb | labtech / labtech_nb |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for scenario_name, scenario in report["scenarios"].items():
+        for case_name, case in scenario["cases"].items():
+            for metric in case["metrics"].values():
+                ratio = f"{metric['ratio']:.2f}{TIMES}" if metric["ratio"] is not None else "—"
+                label = f"{metric['label']} ({metric['unit']})" if metric["unit"] else metric["label"]
+                lines.append(
+                    f"| {scenario_name} | {case_name} | {label} | {cell(metric['labtech'])} | {cell(metric['labtech_nb'])} | {ratio} |"
+                )
+    header = [
+        "# labtech_nb vs labtech 1.1.0 benchmark",
+        "",
+        f"Run {config['started']} → {config['finished']}; {config['repeats']} repeat(s) per measurement"
+        f"{' (smoke sizes)' if config['smoke'] else ''}; max_workers=2.",
+        f"Cells: median (min{EN_DASH}max) over the repeats. Ratio: labtech median / labtech_nb median, so above 1 means",
+        "labtech_nb is faster or uses less memory.",
+        "",
+    ]
+    machine_lines = [
+        "### Machine",
+        "",
+        f"- CPU: {machine['cpu']}, {machine['logical_cores']} logical cores ({machine['physical_cores']} physical), "
+        f"virtual machine: {machine['virtual_machine']}",
+        f"- RAM: {machine['ram_gib']} GiB",
+        f"- OS: {machine['os']}",
+        f"- Python: {', '.join(f'{lib} {version}' for lib, version in machine['python'].items())}; "
+        f"numpy: {', '.join(f'{lib} {version}' for lib, version in machine['numpy'].items())}",
+        f"- Versions: {', '.join(f'{lib} {version}' for lib, version in machine['library_versions'].items())} "
+        f"(labtech_nb commit {machine['labtech_nb_commit']})",
+        f"- Storage: {machine['storage']}",
+        f"- OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: {machine['openblas_env']['OPENBLAS_CORETYPE']} / "
+        f"{machine['openblas_env']['OPENBLAS_L2_SIZE']} (left as found; the scenarios only allocate arrays, no BLAS)",
+        "",
+    ]
+    problems = []
+    for problem in report["problems"]:
+        problems.append(f"- {problem}")
+    if problems:
+        problems = ["### Problems seen during the run", "", *problems, ""]
+    return "\n".join([*header, *lines, "", *floor_comparison(report["scenarios"]), *machine_lines, *problems])
+
+
+def collect_problems(scenarios: dict[str, Any]) -> list[str]:
+    problems = []
+    for scenario_name, scenario in scenarios.items():
+        for case_name, case in scenario["cases"].items():
+            for lib, records in case["runs"].items():
+                for index, record in enumerate(records):
+                    where = f"{scenario_name} / {case_name} / {lib} / repeat {index + 1}"
+                    if not record.get("ok"):
+                        tail = (record.get("stderr_tail") or "").strip().splitlines()[-1:] or [""]
+                        problems.append(f"{where}: {record.get('error')}: {tail[0][:300]}")
+                    if record.get("leftover_processes"):
+                        problems.append(f"{where}: leftover processes after exit: {record['leftover_processes']}")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def storage_root_for(disk: bool) -> Path:
+    if disk:
+        root = BENCH_DIR / ".storage"
+    elif Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK):
+        root = Path("/dev/shm")
+    else:
+        log("warning: /dev/shm is not available; storage goes to the temporary directory")
+        root = Path(tempfile.gettempdir())
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="small sizes and 1 repeat (a check that everything runs)")
+    parser.add_argument("--disk", action="store_true", help="put storage on disk (benchmarks/.storage/) instead of /dev/shm")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results", help="output directory (default: benchmarks/results/)")
+    parser.add_argument(
+        "--only", nargs="+", choices=SCENARIO_NAMES, metavar="NAME", help=f"run only these scenarios: {', '.join(SCENARIO_NAMES)}"
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="repeats per measurement (default: 3, or 1 with --smoke)")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds allowed per measurement (default: 300)")
+    parser.add_argument("--labtech-python", default=None, help="use this interpreter for labtech instead of .venv-labtech")
+    args = parser.parse_args(argv)
+
+    repeats = args.repeats or (1 if args.smoke else 3)
+    cases = [case for case in build_cases(args.smoke) if not args.only or case.scenario in args.only]
+    storage_root = storage_root_for(args.disk)
+    pythons = {"labtech": args.labtech_python or ensure_labtech_venv(), "labtech_nb": sys.executable}
+    nb_env = {**os.environ, "PYTHONPATH": str(SHIM_DIR)}
+    interpreters = {
+        "labtech": interpreter_versions(pythons["labtech"]),
+        "labtech_nb": interpreter_versions(pythons["labtech_nb"], env=nb_env),
+    }
+    for lib, info in interpreters.items():
+        if not info:
+            raise SystemExit(f"{pythons[lib]} cannot import labtech (as {lib}), numpy and psutil")
+    log(f"labtech: {pythons['labtech']}; labtech_nb: {pythons['labtech_nb']}; storage under {storage_root}")
+
+    started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    runs: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
+        (c.scenario, c.name): {lib: [] for lib in LIBRARIES} for c in cases
+    }
+    total = repeats * len(cases) * len(LIBRARIES)
+    done = 0
+    for repeat in range(repeats):
+        for index, case in enumerate(cases):
+            # Alternate which library goes first, so that neither always runs on a warmer machine.
+            order = LIBRARIES if (repeat + index) % 2 == 0 else LIBRARIES[::-1]
+            for lib in order:
+                done += 1
+                record = run_measurement(case, lib, pythons[lib], storage_root, args.timeout)
+                runs[(case.scenario, case.name)][lib].append(record)
+                if record["ok"]:
+                    summary = ", ".join(f"{k}={fmt(v)}" for k, v in record["metrics"].items())
+                else:
+                    summary = f"FAILED: {record['error']}"
+                if record.get("leftover_processes"):
+                    summary += f" [leftover processes: {len(record['leftover_processes'])}]"
+                log(f"[{done}/{total}] {case.scenario} {case.name} {lib} ({record['process_s']:.1f} s): {summary}")
+
+    scenarios = aggregate(cases, runs)
+    report = {
+        "config": {
+            "smoke": args.smoke,
+            "disk": args.disk,
+            "repeats": repeats,
+            "timeout_s": args.timeout,
+            "max_workers": 2,
+            "started": started,
+            "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "interpreters": pythons,
+        },
+        "machine": machine_description(storage_root, interpreters),
+        "problems": collect_problems(scenarios),
+        "scenarios": scenarios,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    (args.out / "results.md").write_text(markdown(report))
+    log(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
+    failed = [p for p in report["problems"] if "leftover processes" not in p]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
