@@ -172,7 +172,7 @@ class RunProgress:
 
 def format_seconds(seconds: float) -> str:
     """``H:MM:SS`` for a duration."""
-    whole = int(round(seconds))
+    whole = round(seconds)
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
