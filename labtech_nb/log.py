@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 from collections.abc import Callable
@@ -12,8 +13,21 @@ LOG_FORMAT = "%(asctime)s/%(labtech_name)s/%(levelname)s: %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
-#: While a terminal view draws progress bars, log lines go through it so they never garble the bars.
-line_writer: Callable[[str], None] | None = None
+#: Where this thread's log lines go instead of stderr: through the terminal view while it draws bars
+#: (so lines never garble them), or into a background run's handle (so they never land in another cell).
+_line_writer: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
+    "labtech_nb_line_writer", default=None
+)
+
+
+def set_line_writer(writer: Callable[[str], None] | None) -> contextvars.Token[Callable[[str], None] | None]:
+    """Send this thread's labtech_nb log lines to ``writer`` (None: back to stderr)."""
+    return _line_writer.set(writer)
+
+
+def reset_line_writer(token: contextvars.Token[Callable[[str], None] | None]) -> None:
+    """Undo `set_line_writer`."""
+    _line_writer.reset(token)
 
 
 class _FallbackHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -32,7 +46,7 @@ class _FallbackHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         if not hasattr(record, "labtech_name"):
             record.labtech_name = record.processName
-        writer = line_writer
+        writer = _line_writer.get()
         if writer is not None:
             writer(self.format(record))
             return

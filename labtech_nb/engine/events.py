@@ -156,6 +156,10 @@ class EventBus:
         self._queue: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._coordinator = threading.get_ident()
 
+    def set_coordinator(self) -> None:
+        """Make the calling thread the one that delivers events (the thread executing the run)."""
+        self._coordinator = threading.get_ident()
+
     def publish(self, event: Event) -> None:
         """Publish an event from any thread."""
         if threading.get_ident() == self._coordinator:

@@ -6,12 +6,11 @@ import os
 import string
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labtech_nb.cache import BaseCache, NullCache
-from labtech_nb.engine.events import EventBus, Observer, TaskLogLine
-from labtech_nb.engine.graph import NodeState, TaskGraph
-from labtech_nb.engine.scheduler import RunScheduler
+from labtech_nb.engine.events import Observer, TaskLogLine
+from labtech_nb.engine.run import Run
 from labtech_nb.exceptions import CacheEntryUnreadable, LabError
 from labtech_nb.log import log_task_line, logger
 from labtech_nb.params import is_task, is_task_type
@@ -20,6 +19,9 @@ from labtech_nb.runners.base import RunnerBackend, task_caches_results
 from labtech_nb.storage.base import Storage
 from labtech_nb.storage.local import LocalStorage
 from labtech_nb.storage.null import NullStorage
+
+if TYPE_CHECKING:
+    from labtech_nb.engine.background import BackgroundRun
 
 DEFAULT_TOP_FORMAT = "$name $status since $start_time CPU: $cpu MEM: $rss"
 TOP_FIELDS = ("name", "pid", "status", "start_time", "children", "threads", "cpu", "rss", "vms")
@@ -128,85 +130,82 @@ class Lab:
             LabError: an element is not a task, a task loaded from the cache is outdated, or a task
                 did not complete. The error carries ``.results`` and ``.failures``.
         """
+        _check_top_options(top_format, top_sort, top_n)
+        from labtech_nb.views.selection import build_views
+
+        run = self._new_run(
+            tasks,
+            bust_cache=bust_cache,
+            views=build_views(
+                notebook=self.notebook,
+                disable_progress=disable_progress,
+                disable_top=disable_top,
+                top_format=top_format,
+                top_sort=top_sort,
+                top_n=top_n,
+            ),
+            observers=observers,
+        )
+        return run.execute()
+
+    def run_tasks_in_background(
+        self,
+        tasks: Sequence[Any],
+        *,
+        bust_cache: bool = False,
+        observers: Iterable[Observer] = (),
+    ) -> BackgroundRun:
+        """Start a run in a background thread and return its handle at once.
+
+        The kernel (or script) stays free while the run goes on. In a notebook the handle displays
+        the live dashboard with a Stop button; its output never lands in other cells.
+
+        Args:
+            tasks: the tasks to run.
+            bust_cache: ignore cached results (dependencies included), re-run and overwrite them.
+            observers: callables that receive every event of this run (called in the run's thread).
+
+        Returns:
+            A `BackgroundRun`: ``wait()``, ``cancel()``, ``done``, ``results``, ``failures``, ``progress``.
+
+        Raises:
+            LabError: as `run_tasks` does for bad input, or when another run is using the same storage.
+        """
+        from labtech_nb.engine.background import BackgroundRun
+
+        handle = BackgroundRun()
+        run = self._new_run(tasks, bust_cache=bust_cache, views=[], observers=observers, log_line=handle.add_log_line)
+        handle.start(run)
+        return handle
+
+    def _new_run(
+        self,
+        tasks: Sequence[Any],
+        *,
+        bust_cache: bool,
+        views: list[Observer],
+        observers: Iterable[Observer],
+        log_line: Any = None,
+    ) -> Run:
         input_tasks = self._check_tasks(tasks, "run_tasks")
         for task in input_tasks:
             _check_code_version(task)
-        _check_top_options(top_format, top_sort, top_n)
         if isinstance(self._storage, LocalStorage):
             self._storage.remove_abandoned_writes()
-
-        use_cache = not bust_cache
-        graph = TaskGraph(lambda task: use_cache and self._is_cached_quick(task))
-        graph.add_inputs(input_tasks)
-        from labtech_nb.views.selection import build_views
-
-        views = build_views(
-            notebook=self.notebook,
-            disable_progress=disable_progress,
-            disable_top=disable_top,
-            top_format=top_format,
-            top_sort=top_sort,
-            top_n=top_n,
+        output = _log_task_output if log_line is None else _TaskOutputToSink(log_line)
+        return Run(
+            self,
+            input_tasks,
+            use_cache=not bust_cache,
+            observers=[output, *self._observers, *observers, *views],
+            background=log_line is not None,
         )
-        bus = EventBus([_log_task_output, *self._observers, *observers, *views])
-        runner = self.runner_backend.build_runner(
-            context=self.context, storage=self._storage.get_runner_storage(), max_workers=self.max_workers
-        )
-        set_publisher = getattr(runner, "set_event_publisher", None)
-        if set_publisher is not None:
-            set_publisher(bus.publish)
-        concurrency = getattr(runner, "max_concurrency", None) or self.max_workers or os.cpu_count() or 1
-        scheduler = RunScheduler(
-            graph=graph,
-            runner=runner,
-            bus=bus,
-            continue_on_failure=self.continue_on_failure,
-            max_in_flight=2 * concurrency,
-            is_cached=self._is_cached_quick,
-            forget_entry=self._forget_entry,
-        )
-        try:
-            scheduler.run()
-            results = self._collect_results(graph, runner, input_tasks)
-        except KeyboardInterrupt:
-            self._collect_results(graph, runner, input_tasks)
-            raise
-        finally:
-            runner.close()
-
-        if scheduler.stop_cause is not None:
-            raise LabError(
-                str(scheduler.stop_cause), results=results, failures=dict(scheduler.failures)
-            ) from scheduler.stop_cause
-        failed_inputs = sum(1 for node in graph.inputs if node.state is not NodeState.DONE)
-        if failed_inputs:
-            raise LabError(
-                f"Failed to complete {failed_inputs} submitted task(s)", results=results, failures=dict(scheduler.failures)
-            )
-        return results
 
     def run_task(self, task: Any, **kwargs: Any) -> Any:
         """Run one task (see `run_tasks` for the keyword options) and return its result."""
         if not is_task(task):
             raise LabError(_not_a_task_message(task))
         return self.run_tasks([task], **kwargs)[task]
-
-    def _collect_results(self, graph: TaskGraph, runner: Any, input_tasks: list[Any]) -> dict[Any, Any]:
-        """Fetch the inputs' results from the runner and attach them to the input task objects."""
-        final_map: dict[Any, Any] = {}
-        for node in graph.inputs:
-            if node.state is NodeState.DONE:
-                final_map[node.task] = runner.get_result(node.task)
-        # Every task object of the run gets the final map: inputs find their results in it, and a
-        # released dependency reports "not available in memory" under every runner.
-        for node in graph.nodes.values():
-            for task_object in node.objects:
-                task_object._set_results_map(final_map)
-        results: dict[Any, Any] = {}
-        for task in input_tasks:
-            if task in final_map and task not in results:
-                results[task] = final_map[task].value
-        return results
 
     # --- the cache ------------------------------------------------------------------------------
 
@@ -384,6 +383,17 @@ def _detect_notebook() -> bool:
 def _log_task_output(event: Any) -> None:
     if isinstance(event, TaskLogLine):
         log_task_line(event.task_name, event.stream, event.level, event.line)
+
+
+class _TaskOutputToSink:
+    """For background runs: task output goes to the run's handle, never to whichever cell is running."""
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+
+    def __call__(self, event: Any) -> None:
+        if isinstance(event, TaskLogLine):
+            self.sink(f"{event.task_name}: {event.line}")
 
 
 __all__ = ["Lab"]

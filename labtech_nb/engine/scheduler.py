@@ -67,6 +67,10 @@ class RunScheduler:
         self.failures: dict[Any, BaseException] = {}
         self.stop_cause: BaseException | None = None
         self.interrupted = False
+        #: The run was stopped on request (a Stop button, ``cancel()``), not by a failure.
+        self.stopped_by_request = False
+        self._stop_requests = 0
+        self._handled_stop_requests = 0
         self._ready: deque[TaskNode] = deque()
         self._held: dict[type, deque[TaskNode]] = defaultdict(deque)
         self._active_by_type: Counter[type] = Counter()
@@ -88,6 +92,7 @@ class RunScheduler:
         self._start()
         try:
             while not self._finished():
+                self._handle_stop_requests()
                 self._submit_ready()
                 self._collect()
         except KeyboardInterrupt:
@@ -95,7 +100,29 @@ class RunScheduler:
             raise
         finally:
             self.bus.drain()
-        self.bus.publish(RunFinished(self.run_id, "failed" if self.failures else "finished", dict(self.counts)))
+        if self.stopped_by_request:
+            state = "interrupted"
+        else:
+            state = "failed" if self.failures else "finished"
+        self.bus.publish(RunFinished(self.run_id, state, dict(self.counts)))
+
+    def request_stop(self, requests: int) -> None:
+        """Record stop requests (from any thread): 1 finishes running tasks, 2 or more terminates them."""
+        self._stop_requests = max(self._stop_requests, requests)
+
+    def _handle_stop_requests(self) -> None:
+        requests = self._stop_requests
+        if requests <= self._handled_stop_requests:
+            return
+        if self._handled_stop_requests == 0:
+            logger.info("Stop requested. Finishing running tasks; stop again to terminate them.")
+            self.stopped_by_request = True
+            self._stopping = True
+            self.runner.cancel()
+        if requests >= 2:
+            logger.info("Terminating running tasks.")
+            self.runner.stop()
+        self._handled_stop_requests = requests
 
     def _finished(self) -> bool:
         if self._stopping:

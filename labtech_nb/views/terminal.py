@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from labtech_nb import log
 from labtech_nb.engine.capture import original_stream
 from labtech_nb.engine.events import Event, RunFinished, RunStarted
-from labtech_nb.views.run_progress import ActiveTask, RunProgress
+from labtech_nb.engine.progress import ActiveTask, RunProgress
 
 BAR_FORMAT = "{desc}: {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}] |{bar}| {percentage:3.0f}% [{remaining} remaining]"
 LEFT_ALIGNED_FIELDS = ("name", "status")
@@ -109,6 +109,7 @@ class TerminalView:
         self._last_draw = float("-inf")
         self._bars: dict[str, Any] = {}
         self._top_lines: list[Any] = []
+        self._writer_token: Any = None
         self._total_memory = _total_memory()
 
     def __call__(self, event: Event) -> None:
@@ -150,7 +151,7 @@ class TerminalView:
                 self._top_lines.append(
                     tqdm(total=0, file=self.stream, position=position + offset, leave=False, bar_format="{desc}")
                 )
-        log.line_writer = lambda line: tqdm.write(line, file=self.stream)
+        self._writer_token = log.set_line_writer(lambda line: tqdm.write(line, file=self.stream))
 
     def _draw(self, final: bool = False) -> None:
         now = self.clock()
@@ -198,7 +199,9 @@ class TerminalView:
             bar.close()
         self._top_lines.clear()
         self._bars.clear()
-        log.line_writer = None
+        if self._writer_token is not None:
+            log.reset_line_writer(self._writer_token)
+            self._writer_token = None
         totals = self.progress.totals
         if self.progress.state != "finished" or totals.failed or totals.skipped:
             self._write(f"labtech_nb: {self.progress.summary(self.clock())}")
