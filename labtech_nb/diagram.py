@@ -112,7 +112,8 @@ def build_task_diagram(tasks: Iterable[Any], *, direction: str = "BT") -> str:
         lines = [f"    class {name}"]
         for field in dataclasses.fields(task_type):
             lines.append(f"    {name} : {_escape(_format_type(field.type))} {field.name}")
-        return_type = typing.get_type_hints(getattr(task_type, "run")).get("return", dataclasses.MISSING)
+        run_method: Any = task_type.run  # type: ignore[attr-defined]
+        return_type = typing.get_type_hints(run_method).get("return", dataclasses.MISSING)
         lines.append(
             f"    {name} : run()"
             if return_type is dataclasses.MISSING
