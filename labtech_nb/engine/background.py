@@ -136,6 +136,12 @@ class BackgroundRun:
         """How many times a stop was requested."""
         return self._stop_count
 
+    def timeline(self) -> Any:
+        """A matplotlib figure of the run so far: one lane per worker, bars coloured by task type."""
+        from labtech_nb.notebook.timeline import plot_timeline
+
+        return plot_timeline(self.progress)
+
     # --- display --------------------------------------------------------------------------------
 
     def summary(self) -> str:

@@ -75,6 +75,8 @@ class Lab:
         self.notebook = _detect_notebook() if notebook is None else bool(notebook)
         self.runner_backend = resolve_backend(runner_backend, max_workers=max_workers)
         self._observers: list[Observer] = list(observers)
+        #: The most recent run of this lab (its ``progress`` and ``timeline()``), or None.
+        self.last_run: Run | None = None
 
     @property
     def storage(self) -> Storage:
@@ -146,6 +148,7 @@ class Lab:
             ),
             observers=observers,
         )
+        self.last_run = run
         return run.execute()
 
     def run_tasks_in_background(
@@ -175,6 +178,7 @@ class Lab:
 
         handle = BackgroundRun()
         run = self._new_run(tasks, bust_cache=bust_cache, views=[], observers=observers, log_line=handle.add_log_line)
+        self.last_run = run
         handle.start(run)
         return handle
 

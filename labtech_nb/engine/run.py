@@ -52,6 +52,12 @@ class Run:
         self._stop_requests = 0
         self._storage_key: Any = None
 
+    def timeline(self) -> Any:
+        """A matplotlib figure of this run: one lane per worker, bars coloured by task type."""
+        from labtech_nb.notebook.timeline import plot_timeline
+
+        return plot_timeline(self.progress)
+
     def request_stop(self, *, force: bool = False) -> None:
         """Ask the run to stop: first finish running tasks, or (``force``/a second request) terminate them.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -59,8 +60,16 @@ def test_in_task_progress_arrives_live_before_success_and_throttled(backend: str
     for task, description in ((folds, "folds"), (epochs, "epochs")):
         name = arrivals.name_of(task)
         indexed = list(enumerate(arrivals.events))
-        updates = [(index, arrived, event) for index, (arrived, event) in indexed if isinstance(event, TaskProgress) and event.task_name == name]
-        successes = [(index, arrived, event) for index, (arrived, event) in indexed if isinstance(event, TaskSucceeded) and event.task_name == name]
+        updates = [
+            (index, arrived, event)
+            for index, (arrived, event) in indexed
+            if isinstance(event, TaskProgress) and event.task_name == name
+        ]
+        successes = [
+            (index, arrived, event)
+            for index, (arrived, event) in indexed
+            if isinstance(event, TaskSucceeded) and event.task_name == name
+        ]
         assert len(successes) == 1
         success_index, success_arrived, success = successes[0]
         assert updates, f"{backend}: no progress reached the observer for {name}"
@@ -83,7 +92,7 @@ def test_in_task_progress_arrives_live_before_success_and_throttled(backend: str
 
         # Throttled where it originates: at most one update per 0.1 s, plus the forced final one.
         times = [event.time for _, _, event in updates]
-        gaps = [later - earlier for earlier, later in zip(times[:-2], times[1:-1], strict=True)]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times[:-1])]
         assert all(gap >= MIN_INTERVAL * 0.95 for gap in gaps), context
         assert len(updates) <= success.duration / MIN_INTERVAL + 2, context
 

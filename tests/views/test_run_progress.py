@@ -70,16 +70,6 @@ class Interrupts:
 # --- recorded event streams --------------------------------------------------------------------
 
 
-class FakeTask:
-    """Stands in for a task object in hand-built events (the model only passes it along)."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-    def __repr__(self) -> str:
-        return self.label
-
-
 def feed(progress: RunProgress, events: list[Event]) -> RunProgress:
     for event in events:
         progress.observe(event)
@@ -105,7 +95,24 @@ def zero(**values: int) -> dict[str, int]:
     return base
 
 
-LEAF1, LEAF2, LEAF3, ROOT = FakeTask("Leaf(n=1)"), FakeTask("Leaf(n=2)"), FakeTask("Leaf(n=3)"), FakeTask("Root()")
+@labtech.task
+class Leaf:
+    n: int
+
+    def run(self) -> int:
+        return self.n
+
+
+@labtech.task
+class Root:
+    leaves: Any
+
+    def run(self) -> int:
+        return sum(leaf.result for leaf in self.leaves)
+
+
+LEAF1, LEAF2, LEAF3 = Leaf(n=1), Leaf(n=2), Leaf(n=3)
+ROOT = Root(leaves=[LEAF1, LEAF2, LEAF3])
 
 
 def started_run() -> RunProgress:
@@ -239,8 +246,9 @@ def test_failures_keep_the_message_and_traceback_and_tell_failed_from_skipped() 
     progress.observe(TaskSkipped("Root[1]", ROOT, reason, time=T0 + 2))
 
     assert counts(progress, "Leaf") == zero(total=3, failed=1)
-    # The skipped task was never queued: its type comes from the task object (FakeTask here).
-    assert progress.task_types["Root[1]"] == "FakeTask"
+    # The skipped task was never queued: it is counted under its task type all the same.
+    assert counts(progress, "Root") == zero(total=1, skipped=1)
+    assert progress.task_types["Root[1]"] == "Root"
     assert progress.active == {}
     failed, skipped = progress.failures
     assert (failed.name, failed.task, failed.message, failed.traceback, failed.skipped) == (
@@ -251,7 +259,7 @@ def test_failures_keep_the_message_and_traceback_and_tell_failed_from_skipped() 
         False,
     )
     assert (skipped.name, skipped.task, skipped.skipped, skipped.traceback) == ("Root[1]", ROOT, True, "")
-    assert skipped.message == "Task 'Root()' was skipped because its dependency 'Leaf(n=1)' failed."
+    assert skipped.message == f"Task '{ROOT}' was skipped because its dependency '{LEAF1}' failed."
     assert progress.totals.failed == 1
     assert progress.totals.skipped == 1
 

@@ -183,11 +183,15 @@ def test_run_tasks_writes_plain_lines_to_stderr_off_a_terminal(
     assert "\x1b" not in err
     lines = err.splitlines()
     assert lines[0] in ("labtech_nb: running 4 tasks (Root: 1, Leaf: 3)", "labtech_nb: running 4 tasks (Leaf: 3, Root: 1)")
-    assert re.fullmatch(r"labtech_nb: finished, 4/4 done, 0 from cache, 0 running, 0 failed, 0 skipped, elapsed 0:00:0\d", lines[1])
+    assert re.fullmatch(
+        r"labtech_nb: finished, 4/4 done, 0 from cache, 0 running, 0 failed, 0 skipped, elapsed 0:00:0\d", lines[1]
+    )
     assert sorted(lines[2:]) == ["  Leaf: 3/3 (0 from cache)", "  Root: 1/1 (0 from cache)"]
 
 
-def test_run_tasks_reports_failures_in_the_final_lines(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+def test_run_tasks_reports_failures_in_the_final_lines(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("LABTECH_NB_PROGRESS", "text")
     with pytest.raises(LabError, match=r"Failed to complete 1 submitted task\(s\)"):
         run_small_lab(fail=True)
@@ -285,7 +289,9 @@ FIT04 = ("Fit[04]", "run", 77, datetime(2026, 1, 5, 14, 1, 30), 10.0, 123)
 FIT10 = ("Fit[10]", "load", 123456, datetime(2026, 1, 5, 14, 3, 5), 5.5, 5)
 
 
-def top(progress: RunProgress, top_format: str = "$name $status since $start_time CPU: $cpu MEM: $rss", **kwargs: Any) -> list[str]:
+def top(
+    progress: RunProgress, top_format: str = "$name $status since $start_time CPU: $cpu MEM: $rss", **kwargs: Any
+) -> list[str]:
     options: dict[str, Any] = {"top_sort": "start_time", "top_n": 10, **kwargs}
     return format_top(progress, top_format=top_format, now=NOW, total_memory=TOTAL_MEMORY, **options)
 
@@ -305,7 +311,10 @@ def test_top_pads_name_and_status_left_and_every_other_column_right() -> None:
         "[Fit[03]|running|  4242|14:02:55|98.0%|1.2%| 2| 4]",
         "[Fit[10]|loading|123456|14:03:05| 5.5%|0.5%|12|16]",
     ]
-    narrow = top(active_progress(("A[1]", "run", 5, FIT03[3], 1.0, 1), ("LongName[2]", "load", 12345, FIT10[3], 100.0, 1)), "[$name|$status|$pid|$cpu]")
+    narrow = top(
+        active_progress(("A[1]", "run", 5, FIT03[3], 1.0, 1), ("LongName[2]", "load", 12345, FIT10[3], 100.0, 1)),
+        "[$name|$status|$pid|$cpu]",
+    )
     assert narrow[1:] == ["[A[1]       |running|    5|  1.0%]", "[LongName[2]|loading|12345|100.0%]"]
 
 
