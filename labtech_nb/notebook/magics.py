@@ -116,10 +116,16 @@ class LabtechMagics(Magics):
 
     # --- helpers --------------------------------------------------------------------------------
 
+    @property
+    def _shell(self) -> Any:
+        if self.shell is None:
+            raise CommandError("the magic is not attached to an IPython shell.")
+        return self.shell
+
     def _evaluate(self, words: list[str]) -> tuple[Any, str]:
         expression = " ".join(words)
         try:
-            return self.shell.ev(expression), expression
+            return self._shell.ev(expression), expression
         except Exception as error:
             raise CommandError(f"could not evaluate '{expression}': {type(error).__name__}: {error}") from None
 
@@ -128,7 +134,7 @@ class LabtechMagics(Magics):
         return commands.as_task_list(value, expression)
 
     def _lab(self, name: str | None) -> Any:
-        return commands.find_lab(self.shell.user_ns, name)
+        return commands.find_lab(self._shell.user_ns, name)
 
     # --- subcommands ----------------------------------------------------------------------------
 
@@ -137,7 +143,7 @@ class LabtechMagics(Magics):
         tasks = self._tasks(arguments.tasks)
         outcome = commands.run_tasks(lab, tasks, bust_cache=arguments.bust_cache, background=arguments.background)
         if arguments.output:
-            self.shell.user_ns[arguments.output] = outcome
+            self._shell.user_ns[arguments.output] = outcome
             return outcome if arguments.background else None
         return outcome
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from labtech_nb.engine.progress import RunProgress
 
-OUTCOME_STYLES = {
+OUTCOME_STYLES: dict[str, dict[str, Any]] = {
     "done": {"hatch": None, "edgecolor": "none", "alpha": 0.9},
     "loaded": {"hatch": "///", "edgecolor": "#555555", "alpha": 0.5},
     "failed": {"hatch": "xx", "edgecolor": "#cf222e", "alpha": 0.9},
