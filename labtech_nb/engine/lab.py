@@ -21,6 +21,7 @@ from labtech_nb.storage.local import LocalStorage
 from labtech_nb.storage.null import NullStorage
 
 if TYPE_CHECKING:
+    from labtech_nb.cache_entries import CacheEntries
     from labtech_nb.engine.background import BackgroundRun
 
 DEFAULT_TOP_FORMAT = "$name $status since $start_time CPU: $cpu MEM: $rss"
@@ -272,6 +273,30 @@ class Lab:
                     found.append(task)
                     break
         return found
+
+    def cache_entries(self, task_types: Sequence[type] | None = None) -> CacheEntries:
+        """Describe the cached entries (of the given types, or all) without loading any result.
+
+        Keys are listed at once; each entry's metadata is read when the entry is first looked at.
+
+        Returns:
+            A `CacheEntries` sequence of `CacheEntry` rows: key, task type, parameters,
+            code_version and whether it is stale, start, duration, size on disk, whether the class
+            still imports, and the mlflow run id when one was recorded.
+        """
+        from labtech_nb.cache_entries import CacheEntries
+
+        if task_types is not None:
+            for task_type in task_types:
+                if not is_task_type(task_type):
+                    raise LabError(f"`{task_type!r}` is not a task type, please provide a class decorated with @labtech.task.")
+        return CacheEntries(self._storage, task_types)
+
+    def browse_cache(self, task_types: Sequence[type] | None = None) -> Any:
+        """Open the cache browser widget (in a notebook): filter, sort, inspect, load and uncache entries."""
+        from labtech_nb.notebook.browser import CacheBrowser
+
+        return CacheBrowser(self, task_types=task_types)
 
     def uncache_tasks(self, tasks: Sequence[Any]) -> None:
         """Delete the cache entries of the given tasks (not of their dependencies); missing ones are ignored.

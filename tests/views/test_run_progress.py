@@ -24,8 +24,9 @@ from labtech_nb.engine.events import (
     TaskStarted,
     TaskSucceeded,
 )
+from labtech_nb.engine.progress import LOG_LINES_PER_TASK
 from labtech_nb.exceptions import DependencyFailedError, LabError
-from labtech_nb.views.run_progress import LOG_LINES_PER_TASK, RunProgress, TypeCounts, format_bytes, format_seconds
+from labtech_nb.views.run_progress import RunProgress, TypeCounts, format_bytes, format_seconds
 
 T0 = 1_000.0  # when the recorded runs start (seconds since the epoch, but any fixed value will do)
 

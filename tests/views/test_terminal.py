@@ -228,6 +228,26 @@ def test_run_tasks_honours_disable_progress_and_disable_top_off_a_terminal(
         assert err == ""
 
 
+def test_a_view_observing_every_run_of_a_lab_shows_each_run_on_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Lab(observers=...)` sends every run to the same view: the second run must not inherit the first's counts."""
+    monkeypatch.setenv("LABTECH_NB_PROGRESS", "off")
+    stream = io.StringIO()
+    view = TerminalView(stream=stream, interactive=False)
+    lab = labtech.Lab(storage=None, runner_backend="serial", observers=[view])
+    with pytest.raises(LabError):
+        lab.run_tasks([Root(leaves=[Leaf(n=-1)])])
+    first_run = stream.getvalue()
+    assert "labtech_nb: failed, 1/2 done, 0 from cache, 0 running, 1 failed, 0 skipped" in first_run
+
+    stream.seek(0)
+    stream.truncate()
+    lab.run_tasks([Leaf(n=7), Leaf(n=8)])
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "labtech_nb: running 2 tasks (Leaf: 2)"
+    assert lines[1].startswith("labtech_nb: finished, 2/2 done, 0 from cache, 0 running, 0 failed, 0 skipped, elapsed ")
+    assert lines[2:] == ["  Leaf: 2/2 (0 from cache)"]
+
+
 def test_progress_off_writes_nothing(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("LABTECH_NB_PROGRESS", "off")
     run_small_lab()
@@ -399,10 +419,10 @@ CHILD_SCRIPT = textwrap.dedent(
 
 
     if __name__ == "__main__":
-        lab = labtech.Lab(storage=None, runner_backend="thread", max_workers=2)
+        lab = labtech.Lab(storage=None, runner_backend=sys.argv[1], max_workers=2)
         leaves = [Leaf(n=i) for i in range(3)]
         roots = [Root(leaves=leaves[:2]), Root(leaves=leaves)]
-        options = {name: True for name in sys.argv[1:]}
+        options = {name: True for name in sys.argv[2:]}
         results = lab.run_tasks(roots, **options)
         print("RESULTS", list(results.values()), flush=True)
     """
@@ -465,9 +485,9 @@ def bar_pattern(desc: str, n: int, total: int) -> str:
     return rf"{desc}: {n}/{total} \[\d\d:\d\d, *[\d.?]+ ?tasks/s\] \|[^|\r\n]*\| +{percent}% \[[\d:?]+ remaining\]"
 
 
-@pytest.fixture(scope="module")
-def default_terminal_output(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return run_in_pty(tmp_path_factory.mktemp("pty"))
+@pytest.fixture(scope="module", params=["thread", "fork"])
+def default_terminal_output(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return run_in_pty(tmp_path_factory.mktemp("pty"), request.param)
 
 
 def test_terminal_shows_a_finished_bar_per_type(default_terminal_output: str) -> None:
@@ -500,7 +520,7 @@ def test_task_output_lines_arrive_whole_on_their_own_lines(default_terminal_outp
     [("disable_progress", False, True), ("disable_top", True, False)],
 )
 def test_terminal_honours_disable_options(tmp_path: Path, option: str, bars: bool, table: bool) -> None:
-    output = run_in_pty(tmp_path, option)
+    output = run_in_pty(tmp_path, "thread", option)
     assert "RESULTS [1, 3]" in output
     assert (re.search(bar_pattern("Leaf", 3, 3), output) is not None) is bars
     assert (re.search(r"Leaf: \d/3", output) is not None) is bars
@@ -510,7 +530,7 @@ def test_terminal_honours_disable_options(tmp_path: Path, option: str, bars: boo
 
 
 def test_terminal_with_both_disabled_draws_nothing(tmp_path: Path) -> None:
-    output = run_in_pty(tmp_path, "disable_progress", "disable_top")
+    output = run_in_pty(tmp_path, "thread", "disable_progress", "disable_top")
     assert "RESULTS [1, 3]" in output
     assert "\x1b" not in output
     assert "active tasks as at" not in output
