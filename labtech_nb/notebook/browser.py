@@ -169,7 +169,7 @@ class CacheBrowser:
         metadata = {name: value for name, value in entry.metadata.items() if name != "task"}
         parts.append(f"<div>metadata:</div><pre>{html.escape(json.dumps(metadata, indent=2, default=str))}</pre>")
         self.details.value = "".join(parts)
-        self.details_key = key
+        self.details_key: str | None = key
 
     def load_result(self, key: str, *, bind_to: str | None = None) -> Any:
         """Load an entry's result (through its task type's cache); optionally bind it to a notebook name."""
@@ -261,7 +261,7 @@ class CacheBrowser:
         self.load_button = widgets.Button(description="Load result", tooltip="Load the result of the entry shown in the details")
         self.status = widgets.HTML()
         self.details = widgets.HTML()
-        self.details_key: str | None = None
+        self.details_key = None
         self.header = widgets.HTML()
         self.rows: list[tuple[widgets.Checkbox, widgets.HTML, widgets.Button, widgets.HBox]] = []
         for _ in range(self.page_size):
