@@ -40,10 +40,17 @@ class ResultMeta:
 
 @dataclass(frozen=True)
 class TaskResult(Generic[ResultT]):
-    """A task's result value together with its `ResultMeta`."""
+    """A task's result value together with its `ResultMeta`.
+
+    Attributes:
+        value: the result.
+        meta: when it was computed and how long it took.
+        extra_metadata: keys added to the entry's ``metadata.json`` (e.g. ``mlflow_run_id``).
+    """
 
     value: ResultT
     meta: ResultMeta
+    extra_metadata: dict[str, Any] | None = None
 
 
 class Task(Protocol[ResultT_co]):

@@ -95,6 +95,15 @@ class ResourceSample(Event):
 
 
 @dataclass(frozen=True)
+class TaskMlflowRun(Event):
+    """A task's execution was recorded as the mlflow run ``run_id``."""
+
+    task_name: str
+    run_id: str
+    time: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
 class TaskLoaded(Event):
     """A task's result was loaded from the cache."""
 

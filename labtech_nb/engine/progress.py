@@ -16,6 +16,7 @@ from labtech_nb.engine.events import (
     TaskFailed,
     TaskLoaded,
     TaskLogLine,
+    TaskMlflowRun,
     TaskProgress,
     TaskQueued,
     TaskSkipped,
@@ -120,6 +121,7 @@ class RunProgress:
     tasks: dict[str, Any] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
     spans: list[TaskSpan] = field(default_factory=list)
+    mlflow_runs: dict[str, str] = field(default_factory=dict)
     version: int = 0
     _first_run_start: float | None = None
 
@@ -304,6 +306,10 @@ def _sample(progress: RunProgress, event: ResourceSample) -> None:
         active.threads = event.threads
 
 
+def _mlflow_run(progress: RunProgress, event: TaskMlflowRun) -> None:
+    progress.mlflow_runs[event.task_name] = event.run_id
+
+
 def _run_finished(progress: RunProgress, event: RunFinished) -> None:
     progress.state = event.state
     progress.finished_at = event.time
@@ -324,4 +330,5 @@ _HANDLERS: dict[type, Any] = {
     TaskLogLine: _log_line,
     ResourceSample: _sample,
     RunFinished: _run_finished,
+    TaskMlflowRun: _mlflow_run,
 }

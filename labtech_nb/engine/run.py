@@ -78,6 +78,9 @@ class Run:
     def _execute(self) -> dict[Any, Any]:
         RECENT_RUNS.append(self)
         lab = self.lab
+        from labtech_nb.mlflow_support import prepare_tracking
+
+        prepare_tracking(node.task for node in self.graph.nodes.values() if not node.cached)
         self.bus.set_coordinator()
         runner = lab.runner_backend.build_runner(
             context=lab.context, storage=lab.storage.get_runner_storage(), max_workers=lab.max_workers

@@ -78,7 +78,7 @@ class Dashboard:
             now = time.monotonic()
             if final or now - self._log_options_at >= LOG_OPTIONS_SECONDS:
                 self._log_options_at = now
-                options = list(progress.logs)
+                options = list(dict.fromkeys([*progress.logs, *progress.mlflow_runs]))
                 if options != list(self.log_task.options):
                     self.log_task.options = options
             self._show_log()

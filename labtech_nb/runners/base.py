@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from labtech_nb.engine.capture import current_task_context
-from labtech_nb.engine.events import TaskStarted
+from labtech_nb.engine.events import TaskMlflowRun, TaskStarted
 from labtech_nb.exceptions import CacheEntryUnreadable, CacheError
 from labtech_nb.storage.base import Storage
 from labtech_nb.storage.null import NullStorage
@@ -110,12 +110,23 @@ def run_or_load_task(task: Any, use_cache: bool, filtered_context: LabContext | 
     if context is not None:
         context.publish(TaskStarted(context.task_name, "run", start, os.getpid()))
     started = time.perf_counter()
+    extra: dict[str, Any] | None = None
     try:
-        value = _execute(task)
+        if type(task)._lt_options.mlflow_run:
+            from labtech_nb.mlflow_support import task_run
+
+            with task_run(task, context.task_name if context is not None else None) as active:
+                value = _execute(task)
+            extra = {"mlflow_run_id": active.info.run_id}
+            if context is not None:
+                context.publish(TaskMlflowRun(context.task_name, active.info.run_id))
+        else:
+            value = _execute(task)
     except BaseException as error:
         attach_traceback(error)
         raise
-    result = TaskResult(value=value, meta=ResultMeta(start=start, duration=timedelta(seconds=time.perf_counter() - started)))
+    meta = ResultMeta(start=start, duration=timedelta(seconds=time.perf_counter() - started))
+    result = TaskResult(value=value, meta=meta, extra_metadata=extra)
     if task_caches_results(task, storage):
         try:
             cache.save(storage, task, result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 from collections.abc import Callable
 
@@ -51,7 +52,18 @@ def resolve_backend(value: str | RunnerBackend | None, *, max_workers: int | Non
 
 
 def default_backend_name(max_workers: int | None) -> str:
-    """Return the backend a Lab uses when none is given."""
+    """Return the backend a Lab uses when none is given.
+
+    ``LABTECH_NB_BACKEND`` names a default for every Lab built without ``runner_backend`` (handy to
+    run an existing notebook or script under another backend without editing it).
+    """
+    chosen = os.environ.get("LABTECH_NB_BACKEND", "").strip()
+    if chosen:
+        if chosen not in _FACTORIES:
+            raise LabError(
+                f"Unrecognised runner_backend: {chosen} (from LABTECH_NB_BACKEND). Available backends: {', '.join(backend_names())}."
+            )
+        return chosen
     if max_workers == 1:
         return "thread"
     methods = multiprocessing.get_all_start_methods()
