@@ -39,6 +39,14 @@ class RunStarted(Event):
 
 
 @dataclass(frozen=True)
+class TasksAdded(Event):
+    """Tasks joined a running run (dependencies of a task whose cache entry proved unreadable)."""
+
+    counts_by_type: dict[str, int]
+    time: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
 class TaskQueued(Event):
     """A task's dependencies are done and it was handed to the runner (to run, or to load if ``cached``)."""
 
@@ -89,6 +97,7 @@ class ResourceSample(Event):
     task_name: str
     cpu_percent: float
     rss_bytes: int
+    vms_bytes: int = 0
     children: int = 0
     threads: int = 0
     time: float = field(default_factory=time.time)
@@ -135,7 +144,7 @@ class TaskFailed(Event):
 
 @dataclass(frozen=True)
 class TaskSkipped(Event):
-    """A task was never started because a dependency failed (or the run was stopped)."""
+    """A task was never started because a dependency failed."""
 
     task_name: str
     task: Any

@@ -19,6 +19,7 @@ from labtech_nb.engine.events import (
     TaskMlflowRun,
     TaskProgress,
     TaskQueued,
+    TasksAdded,
     TaskSkipped,
     TaskStarted,
     TaskSucceeded,
@@ -64,6 +65,7 @@ class ActiveTask:
     pid: int | None = None
     cpu_percent: float | None = None
     rss_bytes: int | None = None
+    vms_bytes: int | None = None
     children: int | None = None
     threads: int | None = None
     progress_done: float | None = None
@@ -180,6 +182,8 @@ class RunProgress:
             f"{totals.skipped} skipped",
             f"elapsed {format_seconds(self.elapsed(now))}",
         ]
+        if self.state in ("failed", "interrupted") and totals.remaining:
+            parts.append(f"{totals.remaining} not run")
         eta = self.eta(now)
         if eta is not None:
             parts.append(f"ETA {format_seconds(eta)}")
@@ -208,6 +212,11 @@ def format_bytes(count: int | None) -> str:
 
 
 def _run_started(progress: RunProgress, event: RunStarted) -> None:
+    # A model observing several runs (a Lab-wide observer) shows each run on its own.
+    fresh = RunProgress()
+    for name in fresh.__dataclass_fields__:
+        setattr(progress, name, getattr(fresh, name))
+    progress.version += 1
     progress.state = "running"
     progress.run_id = event.run_id
     progress.started_at = event.time
@@ -219,7 +228,20 @@ def _counts(progress: RunProgress, name: str) -> TypeCounts:
     return progress.types.setdefault(progress.task_types.get(name, "?"), TypeCounts())
 
 
+def _tasks_added(progress: RunProgress, event: TasksAdded) -> None:
+    for type_name, count in event.counts_by_type.items():
+        progress.types.setdefault(type_name, TypeCounts()).total += count
+
+
 def _queued(progress: RunProgress, event: TaskQueued) -> None:
+    previous = progress.active.pop(event.task_name, None)
+    if previous is not None:
+        # Queued again (its cache entry proved unreadable): the first attempt is over.
+        counts = progress.types.setdefault(previous.task_type, TypeCounts())
+        if previous.counted_running:
+            counts.running -= 1
+        else:
+            counts.queued -= 1
     progress.task_types[event.task_name] = event.task_type
     progress.tasks[event.task_name] = event.task
     counts = progress.types.setdefault(event.task_type, TypeCounts())
@@ -302,6 +324,7 @@ def _sample(progress: RunProgress, event: ResourceSample) -> None:
     if active is not None:
         active.cpu_percent = event.cpu_percent
         active.rss_bytes = event.rss_bytes
+        active.vms_bytes = event.vms_bytes
         active.children = event.children
         active.threads = event.threads
 
@@ -331,4 +354,5 @@ _HANDLERS: dict[type, Any] = {
     ResourceSample: _sample,
     RunFinished: _run_finished,
     TaskMlflowRun: _mlflow_run,
+    TasksAdded: _tasks_added,
 }

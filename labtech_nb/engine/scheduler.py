@@ -19,6 +19,7 @@ from labtech_nb.engine.events import (
     TaskFailed,
     TaskLoaded,
     TaskQueued,
+    TasksAdded,
     TaskSkipped,
     TaskSucceeded,
 )
@@ -199,6 +200,7 @@ class RunScheduler:
 
     def _reopen(self, node: TaskNode) -> None:
         """Produce a released result again, because a task that now needs it was added."""
+        self.bus.publish(TasksAdded({type(node.task).__qualname__: 1}))
         node.state = NodeState.WAITING
         node.results_released = False
         node.cached = self._is_cached(node.task)
@@ -208,9 +210,7 @@ class RunScheduler:
                 for dependency in node.dependencies:
                     dependency.pending_dependents += 1
             else:
-                for created in self.graph.expand(node):
-                    self._unfinished += 1
-                    self._prepare(created)
+                self._add_nodes(self.graph.expand(node))
         self._prepare(node)
 
     def _make_ready(self, node: TaskNode) -> None:
@@ -300,10 +300,18 @@ class RunScheduler:
         self._forget_entry(node.task)
         node.cached = False
         node.state = NodeState.WAITING
-        for created in self.graph.expand(node):
-            self._unfinished += 1
-            self._prepare(created)
+        self._add_nodes(self.graph.expand(node))
         self._prepare(node)
+
+    def _add_nodes(self, created: list[TaskNode]) -> None:
+        """Announce and schedule nodes that joined the run."""
+        if not created:
+            return
+        per_type = Counter(type(new).__qualname__ for new in (node.task for node in created))
+        self.bus.publish(TasksAdded(dict(per_type)))
+        for new_node in created:
+            self._unfinished += 1
+            self._prepare(new_node)
 
     def _skip_from(self, failed: TaskNode, dependents: list[TaskNode]) -> None:
         """Skip, transitively, the dependents of a failed (or skipped) task that have not started."""

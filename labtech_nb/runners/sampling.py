@@ -48,13 +48,15 @@ class ResourceSampler:
                     children = handle.children(recursive=True)
                     processes = [handle, *children]
                     cpu = sum(process.cpu_percent() for process in processes)
-                    rss = sum(process.memory_info().rss for process in processes)
+                    memory = [process.memory_info() for process in processes]
+                    rss = sum(info.rss for info in memory)
+                    vms = sum(info.vms for info in memory)
                     threads = handle.num_threads()
                 except psutil.Error:
                     handles.pop(pid, None)
                     continue
                 self.latest[task_name] = (cpu, rss)
-                self.publish(ResourceSample(task_name, cpu, rss, children=len(children), threads=threads))
+                self.publish(ResourceSample(task_name, cpu, rss, vms_bytes=vms, children=len(children), threads=threads))
             live = {name for name, _ in active}
             for name in [name for name in self.latest if name not in live]:
                 del self.latest[name]

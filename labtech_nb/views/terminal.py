@@ -32,6 +32,7 @@ def top_fields(active: ActiveTask, total_memory: int) -> dict[str, tuple[Any, st
     """The ``top_format`` fields of an active task: ``{field: (sort value, text)}``."""
     start = active.start
     rss_percent = 100.0 * active.rss_bytes / total_memory if active.rss_bytes is not None and total_memory else None
+    vms_percent = 100.0 * active.vms_bytes / total_memory if active.vms_bytes is not None and total_memory else None
     return {
         "name": (active.name, active.name),
         "pid": (active.pid or 0, str(active.pid) if active.pid else "-"),
@@ -41,7 +42,7 @@ def top_fields(active: ActiveTask, total_memory: int) -> dict[str, tuple[Any, st
         "threads": (active.threads or 0, str(active.threads) if active.threads is not None else "-"),
         "cpu": (active.cpu_percent or 0.0, f"{active.cpu_percent:.1f}%" if active.cpu_percent is not None else "-"),
         "rss": (rss_percent or 0.0, f"{rss_percent:.1f}%" if rss_percent is not None else "-"),
-        "vms": (rss_percent or 0.0, f"{rss_percent:.1f}%" if rss_percent is not None else "-"),
+        "vms": (vms_percent or 0.0, f"{vms_percent:.1f}%" if vms_percent is not None else "-"),
     }
 
 
@@ -106,6 +107,7 @@ class TerminalView:
         self.min_interval = min_interval if self.interactive else summary_interval
         self.clock = clock
         self.draw_count = 0
+        self._run_draws = 0
         self._last_draw = float("-inf")
         self._bars: dict[str, Any] = {}
         self._top_lines: list[Any] = []
@@ -115,6 +117,7 @@ class TerminalView:
     def __call__(self, event: Event) -> None:
         self.progress.observe(event)
         if isinstance(event, RunStarted):
+            self._run_draws = 0
             self._open()
             self._draw()
         elif isinstance(event, RunFinished):
@@ -157,10 +160,11 @@ class TerminalView:
         now = self.clock()
         self._last_draw = now
         self.draw_count += 1
+        self._run_draws += 1
         if not self.interactive:
             if final:
                 self._write_final()
-            elif self.progress.state == "running" and self.draw_count > 1:
+            elif self.progress.state == "running" and self._run_draws > 1:
                 self._write(f"labtech_nb: {self.progress.summary(now)}")
             return
         for name, bar in self._bars.items():

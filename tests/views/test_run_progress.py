@@ -332,8 +332,10 @@ def test_the_final_state_clears_active_tasks_and_stops_the_clock(state: str) -> 
     assert progress.totals.queued == 0
     assert counts(progress, "Leaf") == zero(total=3, loaded=1, done=2)
     assert progress.eta(now=T0 + 9_999) is None
+    # A run that ended early says how many of its tasks never ran.
+    not_run = "" if state == "finished" else ", 1 not run"
     assert progress.summary(now=T0 + 9_999) == (
-        f"{state}, 3/4 done, 1 from cache, 0 running, 0 failed, 0 skipped, elapsed 1:02:05"
+        f"{state}, 3/4 done, 1 from cache, 0 running, 0 failed, 0 skipped, elapsed 1:02:05{not_run}"
     )
 
 
@@ -466,3 +468,25 @@ def test_a_recomputed_cache_entry_keeps_the_counts_consistent(tmp_path: Path, mo
     assert counts(progress, "Scaled") == zero(total=1, done=1)
     assert counts(progress, "Number") == zero(total=1, loaded=1)
     assert progress.summary().startswith("finished, 2/2 done, 1 from cache, 0 running, 0 failed, 0 skipped")
+
+
+def test_totals_count_cache_loads_but_not_the_dependencies_of_cached_tasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABTECH_NB_PROGRESS", "off")
+    lab = labtech.Lab(storage=tmp_path / "storage", runner_backend="serial")
+    cached = Scaled(source=Number(value=4), factor=2)
+    lab.run_tasks([cached])
+
+    recorder = Recorder()
+    fresh = Scaled(source=Number(value=6), factor=2)
+    assert lab.run_tasks([cached, fresh], observers=[recorder]) == {cached: 8, fresh: 12}
+    started = recorder.events[0]
+    assert isinstance(started, RunStarted)
+    assert started.counts_by_type == {"Scaled": 2, "Number": 1}
+    assert started.total == 3
+    assert started.cached == 1
+    progress = recorder.progress
+    assert counts(progress, "Scaled") == zero(total=2, loaded=1, done=1)
+    assert counts(progress, "Number") == zero(total=1, done=1)
+    assert progress.summary().startswith("finished, 3/3 done, 1 from cache, 0 running, 0 failed, 0 skipped")
