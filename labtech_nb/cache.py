@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import pickle
 from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
@@ -201,7 +202,9 @@ def result_meta_from_metadata(metadata: dict[str, Any]) -> ResultMeta:
         start_time = None
     return ResultMeta(
         start=start_time,
-        duration=timedelta(seconds=duration) if isinstance(duration, (int, float)) else None,
+        duration=timedelta(seconds=duration)
+        if isinstance(duration, (int, float)) and math.isfinite(duration) and abs(duration) < 1e9
+        else None,
     )
 
 

@@ -135,6 +135,8 @@ class CacheEntries(Sequence[CacheEntry]):
                 metadata = json.load(metadata_file)
             serialized = metadata["task"]
             class_path = serialized["__class__"]
+            if not isinstance(class_path, str):
+                raise TypeError(f"'__class__' is {class_path!r}, not a class path")
         except (OSError, ValueError, KeyError, TypeError, LabtechError) as error:
             entry.error = f"unreadable metadata: {type(error).__name__}: {error}"
             return entry
@@ -152,8 +154,13 @@ class CacheEntries(Sequence[CacheEntry]):
         entry.mlflow_run_id = metadata.get("mlflow_run_id")
         try:
             task_type = self.serializer.deserialize_class(class_path)
-        except LabtechError as error:
-            entry.error = str(error)
+        except Exception as error:
+            # Importing runs user code: a half-edited module can raise anything.
+            entry.error = (
+                str(error)
+                if isinstance(error, LabtechError)
+                else f"Cannot import class '{class_path}': {type(error).__name__}: {error}"
+            )
             return entry
         options = getattr(task_type, "_lt_options", None)
         entry.importable = options is not None

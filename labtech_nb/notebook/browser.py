@@ -76,8 +76,16 @@ class CacheBrowser:
         """Re-list the storage and redraw (selections of entries that still exist are kept)."""
         self.entries = CacheEntries(self.lab.storage, self.task_types)
         self.selected &= set(self.entries.keys)
-        self.type_filter.options = ["(all types)", *self.entries.type_names()]
+        chosen = self.type_filter.value
+        options = ["(all types)", *self.entries.type_names()]
+        self._drawing = True
+        try:
+            self.type_filter.options = options
+            self.type_filter.value = chosen if chosen in options else "(all types)"
+        finally:
+            self._drawing = False
         self._pending = None
+        self.page = min(self.page, self.page_count() - 1)
         self._redraw()
 
     def matching(self) -> list[CacheEntry]:
@@ -143,11 +151,13 @@ class CacheBrowser:
     def select_all_matching(self) -> None:
         """Select every entry that passes the filters (on every page)."""
         self.selected |= {entry.key for entry in self.matching()}
+        self._pending = None
         self._redraw()
 
     def clear_selection(self) -> None:
         """Unselect everything."""
         self.selected.clear()
+        self._pending = None
         self._redraw()
 
     def show_details(self, key: str) -> None:
