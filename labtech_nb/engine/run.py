@@ -94,7 +94,7 @@ class Run:
             runner=runner,
             bus=self.bus,
             continue_on_failure=lab.continue_on_failure,
-            max_in_flight=2 * concurrency,
+            max_in_flight=getattr(runner, "max_in_flight", None) or 2 * concurrency,
             is_cached=lab._is_cached_quick,
             forget_entry=lab._forget_entry,
         )

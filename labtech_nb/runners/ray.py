@@ -90,6 +90,10 @@ class RayRunner(Runner):
         self._completed: deque[tuple[Any, ResultMeta | BaseException]] = deque()
         self._publish: Any = lambda event: None
         self.max_concurrency = int(ray.cluster_resources().get("CPU", 1)) or 1
+        # Ray starts whatever it is given: hand it no more than it can run, so nothing sits queued
+        # on the cluster where a stop could not reliably cancel it.
+        self.max_in_flight = self.max_concurrency
+        self._values: dict[Any, Any] = {}
 
     def set_event_publisher(self, publish: Any) -> None:
         self._publish = publish
@@ -101,7 +105,7 @@ class RayRunner(Runner):
         dependencies = [dependency for dependency in dict.fromkeys(task._lt_dependencies()) if dependency in self._results]
         arguments: list[Any] = []
         for dependency in dependencies:
-            meta, meta_ref, value_ref = self._results[dependency]
+            _meta, meta_ref, value_ref = self._results[dependency]
             arguments += [meta_ref, value_ref]
         options = task.runner_options().get("ray", {}).get("remote_options", {})
         remote = _remote_execute.options(name=task_name, **options) if options else _remote_execute.options(name=task_name)
@@ -135,36 +139,32 @@ class RayRunner(Runner):
         self._drain_events()
         if not self._pending:
             return
-        ready, _ = ray.wait(list(self._pending), num_returns=len(self._pending), timeout=timeout_seconds or 0)
+        pending = list(self._pending)
+        ready, _ = ray.wait(pending, num_returns=1, timeout=timeout_seconds or 0)
         if ready:
+            # Collect everything else that is already finished, without waiting.
+            ready, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
             self._drain_events()
         for meta_ref in ready:
-            task, task_name = self._pending.pop(meta_ref)
+            task, _task_name = self._pending.pop(meta_ref)
             value_ref = self._value_refs.pop(meta_ref)
-            try:
-                meta = ray.get(meta_ref)
-            except Exception:
-                _consume_error(value_ref)
-                raise
-            except ray.exceptions.TaskCancelledError:
-                if meta_ref in self._cancelled:
-                    continue
-                error: BaseException = RunnerError(f"Task '{task}' was cancelled by Ray.")
-                attach_traceback(error)
-                yield task, error
-                continue
-            except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ActorDiedError) as crash:
-                error = TaskDiedError(f"Task '{task}' died: its Ray worker crashed ({type(crash).__name__}).")
-                attach_traceback(error)
-                yield task, error
-                continue
-            except ray.exceptions.RayTaskError as failure:
-                cause = failure.cause if getattr(failure, "cause", None) is not None else failure
-                attach_traceback(cause)
-                yield task, cause
-                continue
-            self._results[task] = (meta, meta_ref, value_ref)
-            yield task, meta
+            outcome = self._outcome(task, meta_ref, value_ref)
+            if outcome is not None:
+                yield outcome
+
+    def _outcome(self, task: Any, meta_ref: Any, value_ref: Any) -> tuple[Any, ResultMeta | BaseException] | None:
+        """The outcome of a finished Ray task, or None for one this runner cancelled."""
+        try:
+            meta = ray.get(meta_ref)
+        except Exception as error:
+            _consume_error(value_ref)
+            if isinstance(error, ray.exceptions.TaskCancelledError) and meta_ref in self._cancelled:
+                return None
+            failure = _task_failure(task, error)
+            attach_traceback(failure)
+            return task, failure
+        self._results[task] = (meta, meta_ref, value_ref)
+        return task, meta
 
     def cancel(self) -> None:
         for meta_ref, (_task, task_name) in list(self._pending.items()):
@@ -181,6 +181,7 @@ class RayRunner(Runner):
         self.stop()
         self._pending.clear()
         self._results.clear()
+        self._values.clear()
         ray.kill(self._queue)
 
     def pending_task_count(self) -> int:
@@ -188,11 +189,14 @@ class RayRunner(Runner):
 
     def get_result(self, task: Any) -> TaskResult[Any]:
         meta, _meta_ref, value_ref = self._results[task]
-        return TaskResult(ray.get(value_ref), meta)
+        if task not in self._values:
+            self._values[task] = ray.get(value_ref)
+        return TaskResult(self._values[task], meta)
 
     def remove_results(self, tasks: Sequence[Any]) -> None:
         for task in tasks:
             self._results.pop(task, None)
+            self._values.pop(task, None)
 
     def get_task_infos(self) -> list[dict[str, Any]]:
         return [{"name": name, "status": "running"} for _task, name in self._pending.values() if name in self._started]
@@ -223,6 +227,17 @@ class RayRunnerBackend(RunnerBackend):
                 "https://ben-denham.github.io/labtech/distributed/#ray-remote-function-options"
             )
         return RayRunner(context=context, storage=storage)
+
+
+def _task_failure(task: Any, error: BaseException) -> BaseException:
+    """The exception a task's failure on Ray is reported with: the task's own, or its death."""
+    if isinstance(error, ray.exceptions.TaskCancelledError):
+        return RunnerError(f"Task '{task}' was cancelled by Ray.")
+    if isinstance(error, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ActorDiedError)):
+        return TaskDiedError(f"Task '{task}' died: its Ray worker crashed ({type(error).__name__}).")
+    if isinstance(error, ray.exceptions.RayTaskError) and getattr(error, "cause", None) is not None:
+        return error.cause  # type: ignore[no-any-return]
+    return error
 
 
 def _consume_error(value_ref: Any) -> None:

@@ -40,8 +40,10 @@ from .contract_tasks import (
 )
 
 
-@pytest.fixture(params=["serial", "thread", "fork", "spawn", "fork-per-task"])
+@pytest.fixture(params=["serial", "thread", "fork", "spawn", "fork-per-task", "ray"])
 def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "ray":
+        request.getfixturevalue("ray_cluster")
     return request.param
 
 
