@@ -55,6 +55,12 @@ def _format_type(annotation: Any) -> str:
         return "None" if annotation is None else "NoneType"
     if isinstance(annotation, str):
         return annotation
+    if isinstance(annotation, typing.ForwardRef):
+        return annotation.__forward_arg__
+    if isinstance(annotation, list):
+        return "[" + ", ".join(_format_type(item) for item in annotation) + "]"
+    if typing.get_origin(annotation) is typing.Literal:
+        return f"Literal[{', '.join(repr(argument) for argument in typing.get_args(annotation))}]"
     origin = typing.get_origin(annotation)
     if origin is typing.Union or isinstance(annotation, types.UnionType):
         return " | ".join(
@@ -186,6 +192,11 @@ def _label(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+def _plain_label(text: str) -> str:
+    """A DOT plain-string label showing ``text`` as written (DOT reads backslashes as escapes)."""
+    return html.escape(text, quote=True).replace("\\", "\\\\")
+
+
 def graphviz_available() -> bool:
     """Whether the graphviz package and its ``dot`` program are both installed."""
     try:
@@ -203,32 +214,29 @@ def build_graphviz_type_diagram(tasks: Iterable[Any], *, direction: str = "BT") 
     graph = graphviz.Digraph(
         "task_types", graph_attr={"rankdir": direction}, node_attr={"shape": "plaintext", "fontname": "Helvetica"}
     )
+    type_ids = {task_type: f"type{index}" for index, task_type in enumerate(task_types)}
     for task_type in task_types:
         rows = "".join(
             f"<tr><td align='left'>{_label(_format_type(field.type))} {_label(field.name)}</td></tr>"
             for field in dataclasses.fields(task_type)
         )
         graph.node(
-            task_type.__name__,
+            type_ids[task_type],
             f"<<table border='1' cellborder='0' cellspacing='0'><tr><td bgcolor='#eeeeee'><b>{_label(task_type.__name__)}</b></td></tr>{rows}</table>>",
         )
     for edge in edges:
         dependent, parameter, dependency = edge
-        graph.edge(
-            dependency.__name__,
-            dependent.__name__,
-            label=_label(parameter + (" (many)" if edge in many else "")),
-            dir="back",
-            arrowtail="normal",
-        )
+        graph.edge(type_ids[dependency], type_ids[dependent], label=_label(parameter + (" (many)" if edge in many else "")))
     return graph
 
 
 def _distinguishing_parameters(task: Any) -> str:
     parts = []
+    from labtech_nb.params import iter_tasks_in_param
+
     for name in type(task)._lt_field_names:
         value = getattr(task, name)
-        if is_task(value):
+        if next(iter_tasks_in_param(value), None) is not None:
             continue
         text = repr(value)
         parts.append(f"{name}={text if len(text) <= 30 else text[:27] + '...'}")
@@ -259,13 +267,13 @@ def build_graphviz_instance_diagram(
         graph_attr={"rankdir": direction},
         node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica"},
     )
-    for task_type, members in per_type.items():
+    for type_index, (task_type, members) in enumerate(per_type.items()):
         if len(members) > max_per_type:
             counts: dict[str, int] = {}
             for task in members:
                 status = (statuses or {}).get(task, "")
                 counts[status] = counts.get(status, 0) + 1
-            node_id = f"{task_type.__name__}__group"
+            node_id = f"type{type_index}_group"
             summary = ", ".join(f"{count} {status}" for status, count in counts.items() if status)
             graph.node(
                 node_id,
@@ -277,12 +285,16 @@ def build_graphviz_instance_diagram(
                 node_of[task] = node_id
             continue
         for index, task in enumerate(members):
-            node_id = f"{task_type.__name__}__{index}"
+            node_id = f"type{type_index}_{index}"
             node_of[task] = node_id
             task_status = (statuses or {}).get(task)
             parameters = _distinguishing_parameters(task)
-            label = task_type.__name__ + (f"\n{parameters}" if parameters else "") + (f"\n[{task_status}]" if task_status else "")
-            graph.node(node_id, _label(label), fillcolor=STATUS_COLOURS.get(task_status or "", "#ffffff"))
+            lines = [task_type.__name__, *([parameters] if parameters else []), *([f"[{task_status}]"] if task_status else [])]
+            graph.node(
+                node_id,
+                "\n".join(_plain_label(line) for line in lines),
+                fillcolor=STATUS_COLOURS.get(task_status or "", "#ffffff"),
+            )
     drawn: set[tuple[str, str]] = set()
     for task in all_tasks:
         for dependency in task._lt_dependencies():

@@ -138,7 +138,9 @@ def param_identity(value: Any) -> Any:
         enum_type = type(value)
         return ("enum", enum_type.__module__, enum_type.__qualname__, value.name)
     if is_task(value):
-        return value._lt_identity()
+        # The task itself: its hash is cached, so shared dependencies are not re-hashed along every path.
+        value._lt_identity()
+        return value
     if value_type is tuple:
         return ("tuple", *(param_identity(item) for item in value))
     if isinstance(value, frozendict):

@@ -59,7 +59,7 @@ def tutorial_backend(request, monkeypatch, tmp_path):
 def _run(module, code: str) -> str:
     output = io.StringIO()
     with contextlib.redirect_stdout(output):
-        exec(compile(code, f"<tutorial {module.__name__}>", "exec"), module.__dict__)
+        exec(compile(code, f"<tutorial {module.__name__}>", "exec", dont_inherit=True), module.__dict__)
     return output.getvalue()
 
 

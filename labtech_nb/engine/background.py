@@ -94,7 +94,12 @@ class BackgroundRun:
             return dict(self._results)
         if isinstance(self._error, LabError):
             return dict(self._error.results)
-        return {}
+        run = self._run
+        scheduler = run.scheduler if run is not None else None
+        if run is None or scheduler is None or self.done:
+            return {}
+        completed = dict(scheduler.input_results)
+        return {task: completed[task] for task in run.input_tasks if task in completed}
 
     @property
     def failures(self) -> dict[Any, BaseException]:

@@ -149,8 +149,7 @@ class Lab:
             ),
             observers=observers,
         )
-        self.last_run = run
-        return run.execute()
+        return run.execute(on_claimed=lambda: setattr(self, "last_run", run))
 
     def run_tasks_in_background(
         self,
@@ -179,8 +178,8 @@ class Lab:
 
         handle = BackgroundRun()
         run = self._new_run(tasks, bust_cache=bust_cache, views=[], observers=observers, log_line=handle.add_log_line)
-        self.last_run = run
         handle.start(run)
+        self.last_run = run
         return handle
 
     def _new_run(

@@ -67,9 +67,11 @@ class Run:
         if self.scheduler is not None:
             self.scheduler.request_stop(self._stop_requests)
 
-    def execute(self) -> dict[Any, Any]:
+    def execute(self, on_claimed: Any = None) -> dict[Any, Any]:
         """Run every task; return ``{input task: result}`` or raise `LabError` carrying partial results."""
         self._claim_storage()
+        if on_claimed is not None:
+            on_claimed()
         try:
             return self._execute()
         finally:

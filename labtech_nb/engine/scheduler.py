@@ -66,6 +66,8 @@ class RunScheduler:
         self._forget_entry = forget_entry
         self.run_id = uuid.uuid4().hex[:12]
         self.failures: dict[Any, BaseException] = {}
+        #: Results of input tasks completed so far (written by the coordinating thread).
+        self.input_results: dict[Any, Any] = {}
         self.stop_cause: BaseException | None = None
         self.interrupted = False
         #: The run was stopped on request (a Stop button, ``cancel()``), not by a failure.
@@ -256,6 +258,8 @@ class RunScheduler:
         self._unfinished -= 1
         for task_object in node.objects:
             task_object._set_result_meta(meta)
+        if node.is_input:
+            self.input_results[node.task] = self.runner.get_result(node.task).value
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(f"Completed: '{node.task}'")
         if node.cached:

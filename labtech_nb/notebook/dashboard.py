@@ -80,7 +80,10 @@ class Dashboard:
                 self._log_options_at = now
                 options = list(dict.fromkeys([*progress.logs, *progress.mlflow_runs]))
                 if options != list(self.log_task.options):
+                    selected = self.log_task.value
                     self.log_task.options = options
+                    if selected in options:
+                        self.log_task.value = selected
             self._show_log()
 
     def _refresh_bars(self, final: bool) -> None:

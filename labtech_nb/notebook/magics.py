@@ -7,7 +7,6 @@ Load with ``%load_ext labtech_nb``. Every subcommand is a thin layer over a func
 from __future__ import annotations
 
 import argparse
-import shlex
 from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
@@ -41,6 +40,55 @@ HELP = """\
         This text.
 
 Without --lab, the only Lab in the notebook is used."""
+
+
+def split_line(line: str) -> list[str]:
+    """Split a magic line at whitespace outside brackets and string literals, keeping each word's text.
+
+    A word that is only a quoted string (e.g. an option value) is unquoted; quotes inside an
+    expression are kept, so ``Model(kind='svm')`` stays a string literal.
+    """
+    words: list[str] = []
+    current: list[str] = []
+    depth = 0
+    quote: str | None = None
+    index = 0
+    while index < len(line):
+        char = line[index]
+        if quote is not None:
+            current.append(char)
+            if char == "\\" and index + 1 < len(line):
+                current.append(line[index + 1])
+                index += 1
+            elif char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+            current.append(char)
+        elif char in "([{":
+            depth += 1
+            current.append(char)
+        elif char in ")]}":
+            depth -= 1
+            current.append(char)
+        elif char.isspace() and depth <= 0:
+            if current:
+                words.append("".join(current))
+                current = []
+        else:
+            current.append(char)
+        index += 1
+    if quote is not None:
+        raise ValueError("No closing quotation")
+    if current:
+        words.append("".join(current))
+    unquoted = []
+    for word in words:
+        if len(word) >= 2 and word[0] == word[-1] and word[0] in "'\"" and word.count(word[0]) == 2:
+            unquoted.append(word[1:-1])
+        else:
+            unquoted.append(word)
+    return unquoted
 
 
 class _Parser(argparse.ArgumentParser):
@@ -99,7 +147,7 @@ class LabtechMagics(Magics):
     def labtech(self, line: str) -> Any:
         """Run labtech_nb tasks and manage runs and the cache; ``%labtech help`` lists the subcommands."""
         try:
-            words = shlex.split(line)
+            words = split_line(line)
         except ValueError as error:
             raise UsageError(f"%labtech: cannot parse the line ({error}).") from None
         if not words:
@@ -139,9 +187,14 @@ class LabtechMagics(Magics):
     # --- subcommands ----------------------------------------------------------------------------
 
     def _run(self, arguments: argparse.Namespace) -> Any:
-        lab = commands.lab_with(self._lab(arguments.lab), backend=arguments.backend, workers=arguments.workers)
+        base = self._lab(arguments.lab)
+        lab = commands.lab_with(base, backend=arguments.backend, workers=arguments.workers)
         tasks = self._tasks(arguments.tasks)
-        outcome = commands.run_tasks(lab, tasks, bust_cache=arguments.bust_cache, background=arguments.background)
+        try:
+            outcome = commands.run_tasks(lab, tasks, bust_cache=arguments.bust_cache, background=arguments.background)
+        finally:
+            if lab is not base:
+                base.last_run = lab.last_run
         if arguments.output:
             self._shell.user_ns[arguments.output] = outcome
             return outcome if arguments.background else None

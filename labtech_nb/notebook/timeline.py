@@ -27,11 +27,9 @@ def plot_timeline(progress: RunProgress, *, title: str | None = None) -> Any:
     Raises:
         ValueError: the run has no finished tasks to draw.
     """
-    import matplotlib
+    import os
 
-    if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "inline") and not _in_kernel():
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
     spans = progress.spans
@@ -41,15 +39,11 @@ def plot_timeline(progress: RunProgress, *, title: str | None = None) -> Any:
     lanes = sorted({span.pid or 0 for span in spans})
     lane_of = {pid: index for index, pid in enumerate(lanes)}
     type_names = list(dict.fromkeys(span.task_type for span in spans))
-    colours = plt.get_cmap("tab10")
-    colour_of = {name: colours(index % 10) for index, name in enumerate(type_names)}
+    colour_of = dict(zip(type_names, _distinct_colours(len(type_names)), strict=True))
 
-    figure, (gantt, durations) = plt.subplots(
-        2,
-        1,
-        figsize=(10, 2 + 0.45 * len(lanes) + 0.3 * len(type_names)),
-        height_ratios=[max(len(lanes), 2), max(len(type_names), 2)],
-    )
+    # A bare Figure (not pyplot's): nothing piles up in pyplot, and the session's backend is left alone.
+    figure = Figure(figsize=(10, 2 + 0.45 * len(lanes) + 0.3 * len(type_names)))
+    gantt, durations = figure.subplots(2, 1, height_ratios=[max(len(lanes), 2), max(len(type_names), 2)])
     for span in spans:
         style = OUTCOME_STYLES.get(span.outcome, OUTCOME_STYLES["done"])
         gantt.barh(
@@ -60,7 +54,8 @@ def plot_timeline(progress: RunProgress, *, title: str | None = None) -> Any:
             label=span.task_type,
             **style,
         )
-    gantt.set_yticks(range(len(lanes)), [f"pid {pid}" if pid else "main" for pid in lanes])
+    main = os.getpid()
+    gantt.set_yticks(range(len(lanes)), ["main" if pid in (0, main) else f"pid {pid}" for pid in lanes])
     gantt.set_xlabel("seconds since the first task started")
     gantt.set_title(title or "Run timeline (one lane per worker)")
     handles = [Patch(color=colour_of[name], label=name) for name in type_names]
@@ -81,9 +76,12 @@ def plot_timeline(progress: RunProgress, *, title: str | None = None) -> Any:
     return figure
 
 
-def _in_kernel() -> bool:
-    import sys
+def _distinct_colours(count: int) -> list[Any]:
+    """``count`` colours that are all different: tab10, then tab20, then evenly spaced hues."""
+    from matplotlib import colormaps
 
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    return shell is not None and hasattr(shell, "kernel")
+    if count <= 10:
+        return [colormaps["tab10"](index) for index in range(count)]
+    if count <= 20:
+        return [colormaps["tab20"](index) for index in range(count)]
+    return [colormaps["hsv"](index / count) for index in range(count)]

@@ -350,6 +350,9 @@ class ProcessRunner(Runner):
         for worker in list(self._workers):
             try:
                 if worker.job is None and not self.per_task:
+                    if worker.paused:
+                        worker.paused = False
+                        send_message(worker.connection, ("resume",))
                     send_message(worker.connection, ("exit",))
             except OSError:
                 pass

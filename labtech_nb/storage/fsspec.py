@@ -119,7 +119,14 @@ class FsspecStagedWriter:
         fs = self.storage.fs
         if fs.exists(self.final_path):
             fs.rm(self.final_path, recursive=True)
-        fs.mv(self.staging_path, self.final_path, recursive=True)
+        # File by file, metadata last: object stores have no directory renames, and a reader treats
+        # an entry without its metadata as absent.
+        files = sorted(fs.find(self.staging_path), key=lambda path: posixpath.basename(path) == "metadata.json")
+        fs.mkdirs(self.final_path, exist_ok=True)
+        for path in files:
+            fs.mv(path, posixpath.join(self.final_path, posixpath.relpath(path, self.staging_path)))
+        if fs.exists(self.staging_path):
+            fs.rm(self.staging_path, recursive=True)
 
     def abort(self) -> None:
         fs = self.storage.fs
