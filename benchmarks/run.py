@@ -28,6 +28,7 @@ import fcntl
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -48,6 +49,7 @@ LABTECH_VENV = REPO / ".venv-labtech"
 LABTECH_VERSION = "1.1.0"
 LIBRARIES = ("labtech", "labtech_nb")
 RESULT_PREFIX = "BENCH_RESULT "
+BUSY_SHARE = 0.25  # a measurement during which other processes used more of the CPU is flagged as disturbed
 EN_DASH, TIMES = "\u2013", "\u00d7"  # for the Markdown report
 SCENARIO_NAMES = ("trivial", "fanout", "listing", "big_results", "floor")
 DESCRIPTIONS = {
@@ -263,7 +265,30 @@ def describe(proc: psutil.Process) -> str:
         return f"pid {proc.pid}"
 
 
-def run_measurement(case: Case, library: str, python: str, storage_root: Path, timeout: float) -> dict[str, Any]:
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (steal included: a busy host counts)."""
+    times = psutil.cpu_times()
+    total = sum(times) - getattr(times, "guest", 0) - getattr(times, "guest_nice", 0)  # guest is inside user
+    return total - times.idle - getattr(times, "iowait", 0)
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wait_for_quiet(max_wait: float, threshold: float = 25.0) -> float:
+    """Wait (up to max_wait s) until the machine is less than threshold % busy; return the last reading."""
+    deadline = time.monotonic() + max_wait
+    busy = psutil.cpu_percent(interval=0.5)
+    while busy >= threshold and time.monotonic() < deadline:
+        busy = psutil.cpu_percent(interval=1.0)
+    return busy
+
+
+def run_measurement(
+    case: Case, library: str, python: str, storage_root: Path, timeout: float, quiet_wait: float = 0
+) -> dict[str, Any]:
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     env["PYTHONUNBUFFERED"] = "1"
@@ -271,7 +296,8 @@ def run_measurement(case: Case, library: str, python: str, storage_root: Path, t
         env["PYTHONPATH"] = str(SHIM_DIR)
     storage = Path(tempfile.mkdtemp(prefix=f"labtech-bench-{case.scenario}-", dir=storage_root))
     command = [python, str(SCENARIOS_DIR / f"{case.scenario}.py"), "--storage", str(storage), *case.args]
-    record: dict[str, Any] = {"library": library, "ok": False}
+    record: dict[str, Any] = {"library": library, "ok": False, "busy_before_pct": wait_for_quiet(quiet_wait)}
+    busy_before, own_before = busy_cpu_seconds(), children_cpu_seconds()
     start = time.perf_counter()
     proc = subprocess.Popen(
         command, env=env, cwd=storage, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -283,6 +309,10 @@ def run_measurement(case: Case, library: str, python: str, storage_root: Path, t
         stdout, stderr = proc.communicate()
         record["error"] = f"timed out after {timeout:.0f} s"
     record["process_s"] = time.perf_counter() - start
+    # How much of the machine other processes used meanwhile: all busy CPU time minus the
+    # measurement's own (its waited-for process tree). Above ~0.25 the timings are disturbed.
+    others = (busy_cpu_seconds() - busy_before) - (children_cpu_seconds() - own_before)
+    record["others_cpu_share"] = max(0.0, others) / (record["process_s"] * (os.cpu_count() or 1))
     record["returncode"] = proc.returncode
 
     # Anything left in the measurement's session once its main process has gone is a leftover
@@ -448,6 +478,14 @@ def markdown(report: dict[str, Any]) -> str:
         "labtech_nb is faster or uses less memory.",
         "",
     ]
+    load = report.get("machine_load") or {}
+    if load.get("measurements"):
+        header[-1:] = [
+            f"Other processes on the machine used {load['others_cpu_share_median']:.0%} of its CPU during the median "
+            f"measurement (at most {load['others_cpu_share_max']:.0%}); {len(load['disturbed'])} of {load['measurements']} "
+            f"measurements ran while they used more than {load['disturbed_threshold']:.0%} (listed in results.json).",
+            "",
+        ]
     machine_lines = [
         "### Machine",
         "",
@@ -470,6 +508,26 @@ def markdown(report: dict[str, Any]) -> str:
     if problems:
         problems = ["### Problems seen during the run", "", *problems, ""]
     return "\n".join([*header, *lines, "", *floor_comparison(report["scenarios"]), *machine_lines, *problems])
+
+
+def machine_load(scenarios: dict[str, Any]) -> dict[str, Any]:
+    """How much other processes disturbed the measurements (see run_measurement)."""
+    shares = [
+        (record["others_cpu_share"], f"{name} / {case_name} / {lib} / repeat {index + 1}")
+        for name, scenario in scenarios.items()
+        for case_name, case in scenario["cases"].items()
+        for lib, records in case["runs"].items()
+        for index, record in enumerate(records)
+        if "others_cpu_share" in record
+    ]
+    values = [share for share, _ in shares]
+    return {
+        "measurements": len(values),
+        "others_cpu_share_median": statistics.median(values) if values else None,
+        "others_cpu_share_max": max(values) if values else None,
+        "disturbed_threshold": BUSY_SHARE,
+        "disturbed": [f"{where}: {share:.0%}" for share, where in shares if share > BUSY_SHARE],
+    }
 
 
 def collect_problems(scenarios: dict[str, Any]) -> list[str]:
@@ -512,10 +570,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=None, help="repeats per measurement (default: 3, or 1 with --smoke)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds allowed per measurement (default: 300)")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=None,
+        help="before each measurement, wait up to this many seconds for the machine to be under 25%% busy (default: 20, 0 with --smoke)",
+    )
     parser.add_argument("--labtech-python", default=None, help="use this interpreter for labtech instead of .venv-labtech")
     args = parser.parse_args(argv)
 
     repeats = args.repeats or (1 if args.smoke else 3)
+    quiet_wait = args.quiet_wait if args.quiet_wait is not None else (0 if args.smoke else 20)
     cases = [case for case in build_cases(args.smoke) if not args.only or case.scenario in args.only]
     storage_root = storage_root_for(args.disk)
     pythons = {"labtech": args.labtech_python or ensure_labtech_venv(), "labtech_nb": sys.executable}
@@ -541,12 +606,14 @@ def main(argv: list[str] | None = None) -> int:
             order = LIBRARIES if (repeat + index) % 2 == 0 else LIBRARIES[::-1]
             for lib in order:
                 done += 1
-                record = run_measurement(case, lib, pythons[lib], storage_root, args.timeout)
+                record = run_measurement(case, lib, pythons[lib], storage_root, args.timeout, quiet_wait)
                 runs[(case.scenario, case.name)][lib].append(record)
                 if record["ok"]:
                     summary = ", ".join(f"{k}={fmt(v)}" for k, v in record["metrics"].items())
                 else:
                     summary = f"FAILED: {record['error']}"
+                if record["others_cpu_share"] > BUSY_SHARE:
+                    summary += f" [machine busy: others used {record['others_cpu_share']:.0%} of the CPU]"
                 if record.get("leftover_processes"):
                     summary += f" [leftover processes: {len(record['leftover_processes'])}]"
                 log(f"[{done}/{total}] {case.scenario} {case.name} {lib} ({record['process_s']:.1f} s): {summary}")
@@ -565,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "machine": machine_description(storage_root, interpreters),
         "problems": collect_problems(scenarios),
+        "machine_load": machine_load(scenarios),
         "scenarios": scenarios,
     }
     args.out.mkdir(parents=True, exist_ok=True)
