@@ -258,7 +258,7 @@ class CacheBrowser:
         self.sort_descending = widgets.Checkbox(value=False, description="descending", indent=False)
         self.previous_button = widgets.Button(description="◀", layout=widgets.Layout(width="3em"))
         self.next_button = widgets.Button(description="▶", layout=widgets.Layout(width="3em"))
-        self.page_label = widgets.HTML()
+        self.page_label = widgets.HTML(layout=widgets.Layout(flex="0 0 auto"))
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
         self.select_all_button = widgets.Button(description="Select all matching")
         self.clear_button = widgets.Button(description="Clear selection")

@@ -231,6 +231,9 @@ class RunControl:
         self.log.value = f"<pre style='max-height:15em;overflow:auto'>{html.escape(chr(10).join(lines))}</pre>" if lines else ""
         if final:
             self.stop_button.disabled = True
+            self.stop_button.description = "Stopped" if handle.stop_requests else "Done"
+            self.stop_button.button_style = ""
+            self.stop_button.icon = ""
             error = handle.error
             self.status.value = html.escape(f"Run ended: {handle.progress.state}" + (f" ({error})" if error is not None else ""))
 
