@@ -10,8 +10,8 @@ dashboard's is also copied to ``docs/images/dashboard.png`` when LABTECH_NB_REFR
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import time
 import urllib.parse
