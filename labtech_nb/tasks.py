@@ -167,7 +167,7 @@ def _make_options(*, code_version: Any, cache: Any, max_parallel: Any, mlflow_ru
 def _decorate(cls: type[T], options: TaskOptions) -> type[T]:
     if not is_task_type(cls) and not any(is_task_type(base) for base in cls.__mro__[1:]):
         for name in RESERVED_ATTRIBUTES:
-            if any(name in vars(klass) for klass in cls.__mro__[:-1]):
+            if any(name in vars(klass) or name in vars(klass).get("__annotations__", {}) for klass in cls.__mro__[:-1]):
                 raise AttributeError(f"Task type already defines reserved attribute '{name}'.")
     if not callable(getattr(cls, "run", None)):
         raise NotImplementedError(f"Task type '{cls.__name__}' must define a 'run' method")

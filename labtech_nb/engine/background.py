@@ -151,7 +151,10 @@ class BackgroundRun:
 
     def summary(self) -> str:
         """One line describing the run."""
-        return f"Background run: {self.progress.summary()}"
+        text = self.progress.summary()
+        if self.progress.state == "pending":
+            text = "running" + text[len("pending") :]
+        return f"Background run: {text}"
 
     def __repr__(self) -> str:
         return f"<{self.summary()}>"

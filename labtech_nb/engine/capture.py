@@ -107,6 +107,9 @@ class _StreamRouter(io.TextIOBase):
         return self.original.fileno()
 
     def __getattr__(self, name: str) -> Any:
+        if name == "original":
+            # Not set yet (or being unpickled): never recurse looking for it.
+            raise AttributeError(name)
         return getattr(self.original, name)
 
 

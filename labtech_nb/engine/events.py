@@ -24,7 +24,7 @@ Observer = Callable[["Event"], Any]
 
 @dataclass(frozen=True)
 class Event:
-    """Base class of all run events; ``time`` is when the event was created (``time.time()``)."""
+    """Base class of all run events; each event class has a ``time`` field (``time.time()`` at creation)."""
 
 
 @dataclass(frozen=True)

@@ -219,12 +219,6 @@ class Lab:
             return False
         return bool(type(task)._lt_options.cache.is_cached(self._storage, task))
 
-    def _forget_entry(self, task: Any) -> None:
-        try:
-            type(task)._lt_options.cache.delete(self._storage, task)
-        except Exception as error:
-            logger.warning(f"Could not delete unreadable cache entry of task '{task}': {error}")
-
     def is_cached(self, task: Any) -> bool:
         """Return whether a complete, readable entry for the task is in the storage.
 

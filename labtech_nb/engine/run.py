@@ -87,6 +87,8 @@ class Run:
         runner = lab.runner_backend.build_runner(
             context=lab.context, storage=lab.storage.get_runner_storage(), max_workers=lab.max_workers
         )
+        if hasattr(runner, "parent_storage"):
+            runner.parent_storage = lab.storage
         set_publisher = getattr(runner, "set_event_publisher", None)
         if set_publisher is not None:
             set_publisher(self.bus.publish)
@@ -98,7 +100,6 @@ class Run:
             continue_on_failure=lab.continue_on_failure,
             max_in_flight=getattr(runner, "max_in_flight", None) or 2 * concurrency,
             is_cached=lab._is_cached_quick,
-            forget_entry=lab._forget_entry,
         )
         self.scheduler = scheduler
         if self._stop_requests:

@@ -43,7 +43,6 @@ class RunScheduler:
         continue_on_failure: skip a failed task's dependents and go on, instead of stopping.
         max_in_flight: the most tasks handed to the runner at once.
         is_cached: re-checks the cache for a task whose result must be produced again.
-        forget_entry: deletes a cache entry found unreadable.
     """
 
     def __init__(
@@ -55,7 +54,6 @@ class RunScheduler:
         continue_on_failure: bool,
         max_in_flight: int,
         is_cached: Callable[[Any], bool],
-        forget_entry: Callable[[Any], None],
     ) -> None:
         self.graph = graph
         self.runner = runner
@@ -63,7 +61,6 @@ class RunScheduler:
         self.continue_on_failure = continue_on_failure
         self.max_in_flight = max(1, max_in_flight)
         self._is_cached = is_cached
-        self._forget_entry = forget_entry
         self.run_id = uuid.uuid4().hex[:12]
         self.failures: dict[Any, BaseException] = {}
         #: Results of input tasks completed so far (written by the coordinating thread).
@@ -300,8 +297,9 @@ class RunScheduler:
         self._skip_from(node, node.dependents)
 
     def _recompute(self, node: TaskNode, error: BaseException) -> None:
+        # The entry is not deleted: the recomputed result replaces it, and if the failure came from
+        # this environment (say, a module missing here) another environment can still read it.
         logger.warning(f"Cached result of task '{node.task}' is unreadable, so it will be recomputed: {error}")
-        self._forget_entry(node.task)
         node.cached = False
         node.state = NodeState.WAITING
         self._add_nodes(self.graph.expand(node))

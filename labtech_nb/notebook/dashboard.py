@@ -129,9 +129,10 @@ class Dashboard:
     def _show_log(self) -> None:
         name = self.log_task.value
         lines = self.progress.logs.get(name, ()) if name else ()
-        self.log_view.value = (
-            f"<pre style='max-height:20em;overflow:auto'>{html.escape(chr(10).join(lines))}</pre>" if lines else ""
-        )
+        run_id = self.progress.mlflow_runs.get(name) if name else None
+        mlflow_line = f"<div>mlflow run: <code>{html.escape(run_id)}</code></div>" if run_id else ""
+        text = f"<pre style='max-height:20em;overflow:auto'>{html.escape(chr(10).join(lines))}</pre>" if lines else ""
+        self.log_view.value = mlflow_line + text
 
     def mimebundle(self, title: str = "labtech_nb run") -> dict[str, Any]:
         """The widget view plus text and HTML summaries for places that cannot show widgets."""

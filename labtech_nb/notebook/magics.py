@@ -29,11 +29,12 @@ HELP = """\
         Stop a run (the only active one, or RUN from %labtech status). Running tasks finish and are
         cached; stop again (or --force) to terminate them.
   cache [TYPE ...] [--lab LAB]
-        Browse cached results (all task types found in the notebook when none are named).
+        Browse cached results: every entry in the Lab's storage, or only those of the named types.
   uncache TASKS [--lab LAB] [--yes]
         Delete the cache entries of TASKS, after confirmation unless --yes.
   diagram TASKS [--graphviz | --mermaid] [--direction BT|TB|LR|RL] [--instances]
-        Draw the task types (or, with --instances and graphviz, every task) reached from TASKS.
+        Draw the task types reached from TASKS (mermaid by default; --graphviz for graphviz), or with
+        --instances every task as a graphviz node (falls back to mermaid without graphviz).
   timeline [RUN]
         A timeline of a run (the latest by default): one lane per worker.
   help

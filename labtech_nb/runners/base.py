@@ -64,7 +64,10 @@ class Runner(ABC):
 
     @abstractmethod
     def get_task_infos(self) -> list[dict[str, Any]]:
-        """Return one row per active task for the "top" table (see `labtech_nb.monitor`)."""
+        """Return one row per active task (name, pid, status, start_time, cpu, rss), as labtech's contract asks.
+
+        labtech_nb's own views use run events instead; custom runners may return an empty list.
+        """
 
 
 class RunnerBackend(ABC):
@@ -116,10 +119,11 @@ def run_or_load_task(task: Any, use_cache: bool, filtered_context: LabContext | 
             from labtech_nb.mlflow_support import task_run
 
             with task_run(task, context.task_name if context is not None else None) as active:
+                if context is not None:
+                    # Announced at once, so a failed execution is linked to its (FAILED) run too.
+                    context.publish(TaskMlflowRun(context.task_name, active.info.run_id))
                 value = _execute(task)
             extra = {"mlflow_run_id": active.info.run_id}
-            if context is not None:
-                context.publish(TaskMlflowRun(context.task_name, active.info.run_id))
         else:
             value = _execute(task)
     except BaseException as error:

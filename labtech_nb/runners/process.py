@@ -112,6 +112,8 @@ class ProcessRunner(Runner):
     ) -> None:
         self.context = context
         self.storage = storage
+        #: Where the parent loads cached results (the Lab's storage; workers may see it elsewhere).
+        self.parent_storage = storage
         self.max_concurrency = max_workers
         self.per_task = per_task
         self.start_method = start_method
@@ -216,7 +218,7 @@ class ProcessRunner(Runner):
         """Cached results are loaded where they are needed first: here, not in a worker."""
         try:
             with task_context(job.task_name, self._publish):
-                result = run_or_load_task(job.task, True, None, self.storage)
+                result = run_or_load_task(job.task, True, None, self.parent_storage)
         except Exception as error:
             attach_traceback(error)
             self._completed.append((job.task, error))

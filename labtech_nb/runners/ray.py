@@ -10,6 +10,7 @@ Requires ``pip install labtech_nb[ray]`` and a ``ray.init()`` before the run.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -80,6 +81,8 @@ class RayRunner(Runner):
 
     def __init__(self, *, context: LabContext, storage: Storage) -> None:
         self.storage = storage
+        #: Where the driver loads cached results (the Lab's storage; workers may see it elsewhere).
+        self.parent_storage = storage
         self._context_ref = ray.put(context)
         self._queue = _EventQueue.remote()  # type: ignore[attr-defined]
         self._results: dict[Any, tuple[Any, Any, Any]] = {}  # task -> (meta, meta ref, value ref)
@@ -107,7 +110,15 @@ class RayRunner(Runner):
         for dependency in dependencies:
             _meta, meta_ref, value_ref = self._results[dependency]
             arguments += [meta_ref, value_ref]
-        options = task.runner_options().get("ray", {}).get("remote_options", {})
+        options = dict(task.runner_options().get("ray", {}).get("remote_options", {}))
+        if type(task)._lt_options.mlflow_run:
+            # Environment variables set after ray.init() never reach workers: send mlflow's along.
+            mlflow_env = {
+                name: value for name, value in os.environ.items() if name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")
+            }
+            runtime_env = dict(options.get("runtime_env") or {})
+            runtime_env["env_vars"] = {**mlflow_env, **runtime_env.get("env_vars", {})}
+            options["runtime_env"] = runtime_env
         remote = _remote_execute.options(name=task_name, **options) if options else _remote_execute.options(name=task_name)
         meta_ref, value_ref = remote.remote(
             task, task_name, self._context_ref, self.storage, self._queue, dependencies, *arguments
@@ -118,7 +129,7 @@ class RayRunner(Runner):
     def _load_in_driver(self, task: Any, task_name: str) -> None:
         try:
             with task_context(task_name, self._publish):
-                result = run_or_load_task(task, True, None, self.storage)
+                result = run_or_load_task(task, True, None, self.parent_storage)
         except Exception as error:
             attach_traceback(error)
             self._completed.append((task, error))

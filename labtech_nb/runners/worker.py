@@ -96,6 +96,8 @@ def serve(state: WorkerState) -> None:
                 pass
             elif kind == "run":
                 _, job_id, task, task_name, use_cache, dependencies, releases = header
+                if state.by_value:
+                    expose_main_classes(task)
                 for released in releases:
                     state.results.pop(released, None)
                 for (dependency, meta), payload in zip(dependencies, payloads, strict=True):
@@ -116,6 +118,38 @@ def serve(state: WorkerState) -> None:
                             paused = False
                         else:
                             inbox.append(message)
+
+
+def expose_main_classes(task: Any) -> None:
+    """Make task classes that arrived by value (defined in a notebook) importable as ``__main__.<name>``.
+
+    A spawned worker's ``__main__`` is not the notebook's, so a result holding such a task (e.g. a
+    dict keyed by tasks) could not be pickled for the cache or the parent. Registering the classes
+    lets those pickles refer to ``__main__.<name>``, exactly as they do in the notebook itself.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        return
+    stack = [task]
+    seen: set[int] = set()
+    while stack:
+        value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        value_type = type(value)
+        if getattr(value_type, "_lt_task_type", False):
+            stack.extend(getattr(value, name) for name in value_type._lt_field_names)
+        elif isinstance(value, (tuple, list)):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        if (
+            value_type.__module__ == "__main__"
+            and "." not in value_type.__qualname__
+            and not hasattr(main, value_type.__qualname__)
+        ):
+            setattr(main, value_type.__qualname__, value_type)
 
 
 def prepare_worker_process() -> None:

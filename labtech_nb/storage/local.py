@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import secrets
 import shutil
+import socket
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -15,6 +18,10 @@ from labtech_nb.storage.base import EntryWriter, InPlaceEntryWriter, Storage, ch
 
 _STAGING_PREFIX = ".staging-"
 _TRASH_PREFIX = ".trash-"
+#: Writes in progress carry this host's tag, so a clean-up never touches another machine's writes.
+_HOST_TAG = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+#: Staging directories of other hosts are removed only once this old.
+_FOREIGN_STAGING_SECONDS = 24 * 3600
 
 
 class LocalStorage(Storage):
@@ -109,18 +116,32 @@ class LocalStorage(Storage):
         with os.scandir(self._root) as entries:
             names = [entry.name for entry in entries if entry.name.startswith((_STAGING_PREFIX, _TRASH_PREFIX))]
         for name in names:
-            if name.startswith(_STAGING_PREFIX) and _pid_is_alive(_staging_pid(name)):
-                continue
-            shutil.rmtree(os.path.join(self._root, name), ignore_errors=True)
+            path = os.path.join(self._root, name)
+            if name.startswith(_STAGING_PREFIX):
+                host, pid = _staging_owner(name)
+                if host == _HOST_TAG and _pid_is_alive(pid):
+                    continue
+                if host != _HOST_TAG and _age_seconds(path) < _FOREIGN_STAGING_SECONDS:
+                    continue
+            shutil.rmtree(path, ignore_errors=True)
             removed += 1
         return removed
 
 
-def _staging_pid(name: str) -> int:
+def _staging_owner(name: str) -> tuple[str, int]:
+    """The host tag and process id in a staging directory's name (``.staging-<key>-<host>-<pid>-<hex>``)."""
+    parts = name.rsplit("-", 3)
     try:
-        return int(name.rsplit("-", 2)[-2])
+        return parts[-3], int(parts[-2])
     except (IndexError, ValueError):
-        return -1
+        return "", -1
+
+
+def _age_seconds(path: str) -> float:
+    try:
+        return time.time() - os.stat(path).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _pid_is_alive(pid: int) -> bool:
@@ -142,7 +163,9 @@ class StagedEntryWriter:
         self.final_path = final_path
         self.key = os.path.basename(final_path)
         self.root = storage._root
-        self.staging_path = os.path.join(self.root, f"{_STAGING_PREFIX}{self.key}-{os.getpid()}-{secrets.token_hex(6)}")
+        self.staging_path = os.path.join(
+            self.root, f"{_STAGING_PREFIX}{self.key}-{_HOST_TAG}-{os.getpid()}-{secrets.token_hex(6)}"
+        )
         os.mkdir(self.staging_path)
 
     def file_handle(self, filename: str, *, mode: str = "wb") -> IO[Any]:
