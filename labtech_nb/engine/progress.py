@@ -148,6 +148,19 @@ class RunProgress:
                 setattr(total, name, getattr(total, name) + getattr(counts, name))
         return total
 
+    def statuses(self) -> dict[Any, str]:
+        """Each task of the run by its status: queued, running, loading, done, loaded, failed or skipped."""
+        statuses: dict[Any, str] = {}
+        for span in self.spans:
+            task = self.tasks.get(span.name)
+            if task is not None:
+                statuses[task] = span.outcome
+        for failure in self.failures:
+            statuses[failure.task] = "skipped" if failure.skipped else "failed"
+        for active in self.active.values():
+            statuses[active.task] = active.status
+        return statuses
+
     def elapsed(self, now: float | None = None) -> float:
         """Seconds since the run started (until it finished)."""
         if self.started_at is None:

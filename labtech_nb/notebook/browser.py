@@ -19,6 +19,7 @@ from labtech_nb.engine.progress import format_bytes
 from labtech_nb.engine.run import storage_is_busy
 
 PAGE_SIZE = 50
+_UNCHANGED: Any = object()
 SORT_COLUMNS = ("key", "task_type", "start", "duration", "size", "code_version", "stale", "parameters")
 TABLE_COLUMNS = ("task type", "parameters", "code_version", "started", "duration", "size", "state")
 
@@ -116,12 +117,15 @@ class CacheBrowser:
 
     # --- actions (what the buttons call) --------------------------------------------------------
 
-    def set_filter(self, *, task_type: str | None = None, text: str | None = None) -> None:
-        """Filter by task type (None: all) and/or by text over keys, types and parameters."""
-        if task_type is not None or text is None:
+    def set_filter(self, *, task_type: Any = _UNCHANGED, text: Any = _UNCHANGED) -> None:
+        """Filter by task type (None: all types) and/or by text over keys, types and parameters.
+
+        An argument left out keeps its current filter.
+        """
+        if task_type is not _UNCHANGED:
             self.type_filter.value = task_type or "(all types)"
-        if text is not None:
-            self.search.value = text
+        if text is not _UNCHANGED:
+            self.search.value = text or ""
         self.page = 0
         self._redraw()
 

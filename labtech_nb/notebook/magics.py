@@ -241,7 +241,9 @@ class LabtechMagics(Magics):
         if arguments.graphviz or arguments.instances:
             if diagram.graphviz_available():
                 if arguments.instances:
-                    return diagram.build_graphviz_instance_diagram(tasks, direction=arguments.direction)
+                    # Coloured by how each task fared in the latest run, when there is one.
+                    latest = commands.RECENT_RUNS[-1].progress.statuses() if commands.RECENT_RUNS else None
+                    return diagram.build_graphviz_instance_diagram(tasks, statuses=latest, direction=arguments.direction)
                 return diagram.build_graphviz_type_diagram(tasks, direction=arguments.direction)
             print("Graphviz (the graphviz package and its 'dot' program) is not installed; showing the mermaid diagram instead.")
         return diagram.MermaidDiagram(diagram.build_task_diagram(tasks, direction=arguments.direction))

@@ -29,6 +29,9 @@ def plot_timeline(progress: RunProgress, *, title: str | None = None) -> Any:
     """
     import os
 
+    if _in_kernel():
+        # Loads the notebook's figure display (inline backend), so the returned Figure shows as a picture.
+        import matplotlib.pyplot  # noqa: F401
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
@@ -85,3 +88,11 @@ def _distinct_colours(count: int) -> list[Any]:
     if count <= 20:
         return [colormaps["tab20"](index) for index in range(count)]
     return [colormaps["hsv"](index / count) for index in range(count)]
+
+
+def _in_kernel() -> bool:
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and hasattr(shell, "kernel")

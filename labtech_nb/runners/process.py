@@ -146,6 +146,10 @@ class ProcessRunner(Runner):
         elif self.start_method == "fork":
             process = self._mp.Process(target=forked_worker_main, args=(child_end, self.context, self.storage), daemon=True)
         else:
+            main = sys.modules.get("__main__")
+            if main is not None and not hasattr(main, "__spec__"):
+                # Terminal IPython's __main__ has no __spec__, which spawn's start-up data reads.
+                main.__spec__ = None
             process = self._mp.Process(target=spawned_worker_main, args=(child_end,), daemon=True)
         process.start()
         child_end.close()

@@ -153,8 +153,22 @@ def expose_main_classes(task: Any) -> None:
 
 
 def prepare_worker_process() -> None:
-    """Settings every worker process applies first: the parent alone handles Ctrl-C."""
+    """Settings every worker process applies first: the parent alone handles Ctrl-C.
+
+    A forked worker also gets standard streams of its own: it inherits the parent's (in a notebook,
+    the kernel's, maybe holding unsent text), which would otherwise be flushed a second time when
+    the worker exits.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import io
+
+    for name, descriptor in (("stdout", 1), ("stderr", 2)):
+        try:
+            stream = io.TextIOWrapper(io.FileIO(descriptor, "w", closefd=False), line_buffering=True)
+        except OSError:
+            continue
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
 
 
 def forked_worker_main(connection: Connection, context: LabContext, storage: Storage) -> None:

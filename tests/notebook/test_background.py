@@ -258,10 +258,12 @@ def test_stop_button_clicked_twice_terminates_running_tasks(tmp_path: Path) -> N
     markers.mkdir()
     lab = make_lab(tmp_path, "fork", workers=2)
     tasks = [Sleeper(i=i, seconds=30, markers=str(markers)) for i in range(4)]
+    existing = {child.pid for child in psutil.Process().children(recursive=True)}
     handle = lab.run_tasks_in_background(tasks)
     control = control_of(handle)
     wait_until(lambda: len(started(markers)) == 2, message="the first tasks never started")
-    workers = psutil.Process().children(recursive=True)
+    # Only this run's workers (other tests may have left session-wide helpers such as Ray running).
+    workers = [child for child in psutil.Process().children(recursive=True) if child.pid not in existing]
     assert workers, "the fork backend should run tasks in child processes"
 
     clicked = time.monotonic()
