@@ -79,6 +79,14 @@ def _escape(text: str) -> str:
     return "".join(_MERMAID_ESCAPES.get(char, char) for char in text)
 
 
+def _name(task_type: type) -> str:
+    """A task type's name as a mermaid identifier (class names that are not identifiers are made safe)."""
+    name = task_type.__name__
+    if name.isidentifier():
+        return name
+    return "".join(char if char.isalnum() or char == "_" else "_" for char in name) or "_"
+
+
 def _diagram_model(tasks: Iterable[Any]) -> tuple[list[type], list[tuple[type, str, type]], set[tuple[type, str, type]]]:
     """Task types in order of discovery, edges (dependent, parameter, dependency) and the "many" edges."""
     task_types: dict[type, None] = {}
@@ -114,7 +122,7 @@ def build_task_diagram(tasks: Iterable[Any], *, direction: str = "BT") -> str:
     task_types, edges, many = _diagram_model(tasks)
     blocks = []
     for task_type in task_types:
-        name = task_type.__name__
+        name = _name(task_type)
         lines = [f"    class {name}"]
         for field in dataclasses.fields(task_type):
             lines.append(f"    {name} : {_escape(_format_type(field.type))} {field.name}")
@@ -129,7 +137,7 @@ def build_task_diagram(tasks: Iterable[Any], *, direction: str = "BT") -> str:
     edge_blocks = []
     for task_type in task_types:
         lines = [
-            f"    {dependent.__name__} <-- {MANY if edge in many else ''}{dependency.__name__}: {parameter}"
+            f"    {_name(dependent)} <-- {MANY if edge in many else ''}{_name(dependency)}: {parameter}"
             for edge in edges
             for dependent, parameter, dependency in [edge]
             if dependent is task_type
@@ -277,7 +285,9 @@ def build_graphviz_instance_diagram(
             summary = ", ".join(f"{count} {status}" for status, count in counts.items() if status)
             graph.node(
                 node_id,
-                _label(f"{task_type.__name__} x{len(members)}" + (f"\n{summary}" if summary else "")),
+                "\n".join(
+                    _plain_label(line) for line in [f"{task_type.__name__} x{len(members)}", *([summary] if summary else [])]
+                ),
                 fillcolor="#ffffff",
                 shape="box3d",
             )

@@ -22,6 +22,9 @@ from labtech_nb.exceptions import TaskError
 #: Dict keys that would make a parameter dict serialize like a task or an Enum member.
 RESERVED_DICT_KEYS = frozenset({"_is_task", "_is_enum"})
 
+#: Integers beyond this size cannot be turned into decimal text (Python's digit limit) for cache keys.
+_MAX_INT_BITS = 13_000
+
 _SUPPORTED_TYPES_HINT = (
     "Parameters may be None, str, bool, int, float, Enum members, tasks, and lists, tuples or "
     "dicts (with str keys) of these; pass other objects through the Lab context or a dependency task."
@@ -74,9 +77,21 @@ def convert_param(value: Any, path: str, owner: str = "") -> Any:
         TaskError: the value, or a value nested in it, has an unsupported type or dict key.
     """
     value_type = type(value)
+    if value_type is int and value.bit_length() > _MAX_INT_BITS:
+        raise TaskError(
+            f"Integer parameter value '{path}' has {value.bit_length()} bits, too large to be written in a cache key; "
+            "store it as a string instead."
+        )
     if value is None or value_type in (str, bool, int, float):
         return value
-    if isinstance(value, Enum) or is_task(value):
+    if isinstance(value, Enum):
+        if value.name is None or value.name not in type(value).__members__:
+            raise TaskError(
+                f"Enum parameter value '{path}' ({value!r}) is not a member of {type(value).__qualname__} with a name "
+                "(e.g. a combination of Flag members); use a named member."
+            )
+        return value
+    if is_task(value):
         return value
     if isinstance(value, (list, tuple)):
         converted = tuple(convert_param(item, format_path_item(path, index), owner) for index, item in enumerate(value))

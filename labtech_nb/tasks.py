@@ -169,6 +169,8 @@ def _decorate(cls: type[T], options: TaskOptions) -> type[T]:
         for name in RESERVED_ATTRIBUTES:
             if any(name in vars(klass) or name in vars(klass).get("__annotations__", {}) for klass in cls.__mro__[:-1]):
                 raise AttributeError(f"Task type already defines reserved attribute '{name}'.")
+    if "post_init" in vars(cls).get("__annotations__", {}):
+        raise AttributeError("Task type already defines reserved attribute 'post_init' as a field; post_init must be a method.")
     if not callable(getattr(cls, "run", None)):
         raise NotImplementedError(f"Task type '{cls.__name__}' must define a 'run' method")
 
@@ -192,7 +194,10 @@ def _post_init(self: Any) -> None:
     owner = cls.__qualname__
     for name in cls._lt_field_names:
         value = getattr(self, name)
-        converted = convert_param(value, name, owner)
+        try:
+            converted = convert_param(value, name, owner)
+        except RecursionError:
+            raise TaskError(f"Parameter value '{name}' of task type '{owner}' is nested too deeply.") from None
         if converted is not value:
             object.__setattr__(self, name, converted)
         if not cls._lt_has_enums and _holds_enum(converted):

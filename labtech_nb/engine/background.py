@@ -57,6 +57,7 @@ class BackgroundRun:
             self._error = error
         finally:
             self._run._release_storage()
+            self._run._remove_abandoned_writes()
             log.reset_line_writer(token)
             self._done.set()
             for listener in list(self._listeners):

@@ -76,6 +76,16 @@ class Run:
             return self._execute()
         finally:
             self._release_storage()
+            self._remove_abandoned_writes()
+
+    def _remove_abandoned_writes(self) -> None:
+        # Writes left by processes that died (including workers of a lab process that was killed) go too.
+        remove = getattr(self.lab.storage, "remove_abandoned_writes", None)
+        if remove is not None:
+            try:
+                remove()
+            except OSError:
+                pass
 
     def _execute(self) -> dict[Any, Any]:
         RECENT_RUNS.append(self)

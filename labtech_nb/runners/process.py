@@ -174,6 +174,10 @@ class ProcessRunner(Runner):
         for depth in range(1, JOBS_PER_WORKER + 1):
             available = [worker for worker in self._workers if len(worker.jobs) < depth]
             while self._queue and available:
+                if depth > 1 and not self._needs_nothing_sent(self._queue[0], available):
+                    # A busy worker may be sending a large result: never make the parent wait on a
+                    # large send to it at the same time (both would block). Payloads go to idle workers.
+                    break
                 job = self._queue.popleft()
                 worker = max(
                     available,
@@ -181,6 +185,10 @@ class ProcessRunner(Runner):
                 )
                 available.remove(worker)
                 self._send_job(worker, job)
+
+    def _needs_nothing_sent(self, job: _Job, workers: list[_Worker]) -> bool:
+        dependencies = [dependency for dependency in job.task._lt_dependencies() if dependency in self._results]
+        return any(all(dependency in worker.held for dependency in dependencies) for worker in workers)
 
     def _send_job(self, worker: _Worker, job: _Job) -> None:
         dependencies, payloads = [], []

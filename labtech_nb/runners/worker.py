@@ -152,6 +152,26 @@ def expose_main_classes(task: Any) -> None:
             setattr(main, value_type.__qualname__, value_type)
 
 
+def _watch_parent(interval: float = 0.2) -> None:
+    """End this worker soon after the lab process dies (even mid-task): nothing would use its work.
+
+    Its cache writes are staged, so ending at any point leaves no partial entry.
+    """
+    import os
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="labtech_nb-parent-watch", daemon=True).start()
+
+
 def prepare_worker_process() -> None:
     """Settings every worker process applies first: the parent alone handles Ctrl-C.
 
@@ -160,6 +180,7 @@ def prepare_worker_process() -> None:
     the worker exits.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _watch_parent()
     import io
 
     for name, descriptor in (("stdout", 1), ("stderr", 2)):

@@ -93,12 +93,25 @@ def check_key(key: str, storage_dir: str) -> None:
     for char in FORBIDDEN_KEY_CHARACTERS:
         if char in key:
             raise StorageError(f"Key '{key}' must not contain the forbidden character '{char}'")
+    _check_representable(key, "Key")
     if key != os.path.basename(key) or key in (os.curdir, os.pardir):
         raise StorageError(f"Key '{key}' should only reference a directory directly under the storage directory '{storage_dir}'")
 
 
+def _check_representable(name: str, what: str) -> None:
+    if not isinstance(name, str):
+        raise StorageError(f"{what} {name!r} must be a string")
+    if "\0" in name:
+        raise StorageError(f"{what} {name!r} must not contain the forbidden character '\\0'")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StorageError(f"{what} {name!r} cannot be written as a file name (it is not valid Unicode text)") from None
+
+
 def check_filename(filename: str, key_dir: str) -> None:
     """Raise `StorageError` unless ``filename`` names a file directly inside ``key_dir``."""
+    _check_representable(filename, "Filename")
     separators = [char for char in ("/", "\\", os.sep, os.altsep) if char]
     if not filename or filename in (os.curdir, os.pardir) or any(char in filename for char in separators) or "\0" in filename:
         raise StorageError(

@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -145,15 +146,44 @@ def _age_seconds(path: str) -> float:
 
 
 def _pid_is_alive(pid: int) -> bool:
+    """Whether a process still runs (a zombie, dead but not yet reaped, does not count)."""
     if pid <= 0:
         return False
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.Error:
         return True
-    return True
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _load_renameat2() -> Any:
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        function = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return function
+
+
+_renameat2 = _load_renameat2() if sys.platform.startswith("linux") else None
+
+
+def _exchange(first: str, second: str) -> bool:
+    """Swap two paths in one atomic step (Linux); False where the system cannot."""
+    if _renameat2 is None:
+        return False
+    return bool(_renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0)
 
 
 class StagedEntryWriter:
@@ -173,6 +203,10 @@ class StagedEntryWriter:
         return open(os.path.join(self.staging_path, filename), mode)
 
     def commit(self) -> None:
+        if os.path.isdir(self.final_path) and _exchange(self.staging_path, self.final_path):
+            # The new entry took the old one's place in one step; the old one is now at the staging path.
+            shutil.rmtree(self.staging_path, ignore_errors=True)
+            return
         for _ in range(10):
             try:
                 os.rename(self.staging_path, self.final_path)
