@@ -26,8 +26,6 @@ def ray_cluster() -> Iterator[Any]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    # A busy 2-core machine can take longer than Ray's default to start its node processes.
-    os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
     import ray
 
     # Ray's socket paths must stay short, so its temporary directory cannot live under pytest's tmp_path.

@@ -28,8 +28,12 @@ def test_binder_setup_runs_the_tutorial(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{environment / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(environment)}
     env.pop("PYTHONPATH", None)
     checkout = tmp_path / "repo"
-    shutil.copytree(REPOSITORY, checkout, ignore=shutil.ignore_patterns(".venv*", ".git", "storage", "site", "test-artifacts", "__pycache__"))
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", "binder/requirements.txt"], cwd=checkout, env=env, check=True)
+    shutil.copytree(
+        REPOSITORY, checkout, ignore=shutil.ignore_patterns(".venv*", ".git", "storage", "site", "test-artifacts", "__pycache__")
+    )
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-r", "binder/requirements.txt"], cwd=checkout, env=env, check=True
+    )
     subprocess.run(["bash", "binder/postBuild"], cwd=checkout, env=env, check=True)
 
     runner = textwrap.dedent(
@@ -47,5 +51,7 @@ def test_binder_setup_runs_the_tutorial(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "errors 0" in result.stdout
     # The notebook ran against the package installed in the Binder environment, not this checkout's.
-    installed = subprocess.run([str(python), "-c", "import labtech_nb; print(labtech_nb.__file__)"], env=env, capture_output=True, text=True, check=True)
+    installed = subprocess.run(
+        [str(python), "-c", "import labtech_nb; print(labtech_nb.__file__)"], env=env, capture_output=True, text=True, check=True
+    )
     assert str(environment) in installed.stdout

@@ -34,3 +34,13 @@ class Explodes:
 
     def run(self) -> int:
         raise RuntimeError(f"exploded {self.x}")
+
+
+@labtech.task
+class Dies:
+    x: int
+
+    def run(self) -> int:
+        import os
+
+        os._exit(3)

@@ -71,3 +71,20 @@ class WideMatrix:
         import numpy as np
 
         return np.zeros((self.size, self.size))
+
+
+def test_a_dead_ray_worker_fails_only_its_task(ray_cluster: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from labtech_nb.exceptions import TaskDiedError
+
+    from .ray_tasks import Dies
+
+    monkeypatch.setenv("LABTECH_NB_PROGRESS", "off")
+    lab = labtech.Lab(storage=tmp_path / "storage", runner_backend="ray")
+    survivor = Trace(matrix=Matrix(size=4), scale=2)
+    with pytest.raises(LabError) as raised:
+        lab.run_tasks([Dies(x=1), survivor])
+    error = raised.value.failures[Dies(x=1)]
+    assert isinstance(error, TaskDiedError)
+    assert str(error).startswith("Task 'Dies(x=1)' died: its Ray worker crashed")
+    assert raised.value.results == {survivor: 8.0}
+    assert not lab.is_cached(Dies(x=1))

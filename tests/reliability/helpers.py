@@ -193,7 +193,8 @@ def finish(process: subprocess.Popen[bytes], watch: TreeWatch, timeout: float) -
         process.kill()
         process.wait()
         code, note = -9, f"\n[killed after {timeout} s]"
-    survivors = alive(watch.stop())
+    # Helpers such as multiprocessing's resource tracker end a moment after the process they served.
+    survivors = wait_until_gone(watch.stop(), 3.0)
     kill_processes(survivors)
     out_file, err_file = process.log_files  # type: ignore[attr-defined]
     return code, out_file.read_text(), err_file.read_text() + note, [survivor.pid for survivor in survivors]

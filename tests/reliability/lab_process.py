@@ -122,22 +122,34 @@ def load(leaves: str, chains: str, links: str, backend: str) -> None:
 
 
 def transfer(storage: str, control: str, backend: str) -> None:
-    """One worker: a task returning 4 MiB runs while the next task's 4 MiB dependency is sent to the
-    same worker. The gate opens as that send begins, so both directions carry megabytes at once."""
+    """One worker: a task returning 4 MiB runs while the next task, whose 4 MiB dependency the worker
+    does not hold, becomes ready. The gate (letting the running task return its 4 MiB) opens as soon
+    as the pool either starts sending that job to the busy worker (so both directions carry megabytes
+    at once) or has dispatched without sending it (keeping it for an idle worker)."""
     import labtech_nb.runners.process as process_module
 
     lab = labtech.Lab(storage=storage, runner_backend="serial")
     lab.run_tasks([SharedArray(mib=4)], **QUIET)  # cached: loaded in the parent, then sent to the worker
 
     real_send = process_module.send_message
+    real_dispatch = process_module.ProcessRunner._dispatch
+
+    def open_gate() -> None:
+        if wait_started(control):
+            Path(control, "open").touch()
 
     def send_message(connection: Any, header: Any, payloads: Any = (), **kwargs: Any) -> None:
         if header[0] == "run" and payloads:
-            wait_started(control)
-            Path(control, "open").touch()
+            open_gate()
         real_send(connection, header, payloads, **kwargs)
 
+    def dispatch(self: Any) -> None:
+        real_dispatch(self)
+        if any(isinstance(job.task, SumArray) for job in self._queue):
+            open_gate()
+
     process_module.send_message = send_message
+    process_module.ProcessRunner._dispatch = dispatch
     lab = labtech.Lab(storage=storage, runner_backend=backend, max_workers=1)
     gated, consumer = GatedArray(control=control, mib=4), SumArray(data=SharedArray(mib=4))
     started = time.perf_counter()

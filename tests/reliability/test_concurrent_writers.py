@@ -112,23 +112,35 @@ def test_an_entry_being_replaced_stays_readable_throughout(tmp_path: Path, monke
 
     import labtech_nb.storage.local as local_module
 
-    real_rename = local_module.os.rename
-    in_gap, resume = threading.Event(), threading.Event()
+    real_rename, real_rmtree = local_module.os.rename, local_module.shutil.rmtree
+    paused, resume = threading.Event(), threading.Event()
 
+    def pause() -> None:
+        if not paused.is_set():
+            paused.set()
+            resume.wait(10)
+
+    # Pause the commit at its midpoint: after the old entry was moved aside (a two-step replacement),
+    # or after an atomic exchange, before the old entry is deleted.
     def rename(source: Any, destination: Any) -> None:
         real_rename(source, destination)
         if Path(destination).name.startswith(".trash-"):
-            in_gap.set()
-            resume.wait(10)
+            pause()
+
+    def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+        pause()
+        real_rmtree(path, *args, **kwargs)
 
     monkeypatch.setattr(local_module.os, "rename", rename)
+    monkeypatch.setattr(local_module.shutil, "rmtree", rmtree)
     # A second writer (another process, in real life) commits a new entry for the same task.
     writer = threading.Thread(
         target=lambda: Cell._lt_options.cache.save(storage, task, TaskResult(cell_value(1), ResultMeta(None, None)))
     )
     writer.start()
     try:
-        in_gap.wait(10)
+        while not paused.wait(0.01):
+            assert writer.is_alive(), "the replacement finished without reaching its midpoint"
         visible = storage.exists(task.cache_key)
         cached = lab.is_cached(task)
         described = listing.describe(task.cache_key)

@@ -41,12 +41,6 @@ def test_twenty_thousand_task_dag_completes_with_bounded_memory(tmp_path: Path) 
     FIGURES["load DAG seconds"] = round(summary["seconds"], 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG (open): a pool worker and the parent can block each other when large payloads cross one pipe in "
-    "both directions at once; pipelined sends no longer carry payloads, but this scenario still deadlocks.",
-)
 def test_large_results_and_payloads_cross_a_pool_worker_pipe_both_ways(tmp_path: Path) -> None:
     control = tmp_path / "control"
     control.mkdir()
