@@ -32,6 +32,8 @@ from labtech_nb.notebook.render import (
 MAX_FAILURES_SHOWN = 100
 #: How often the list of tasks in the log viewer is refreshed.
 LOG_OPTIONS_SECONDS = 2.0
+#: How often the live task graph is redrawn (it runs graphviz).
+GRAPH_SECONDS = 5.0
 BAR_STYLES = {"finished": "success", "failed": "danger", "interrupted": "warning"}
 
 
@@ -51,16 +53,23 @@ class Dashboard:
         self.failures_note = widgets.HTML()
         self.log_task = widgets.Dropdown(options=[], description="Task:", layout=widgets.Layout(width="40%"))
         self.log_view = widgets.HTML()
+        self.graph = widgets.HTML()
         self.log_task.observe(lambda change: self._show_log(), names="value")
         overview = widgets.VBox([self.bars_box, self.active] if show_top else [self.bars_box])
         self.tabs = widgets.Tab(
-            children=[overview, widgets.VBox([self.failures_note, self.failures]), widgets.VBox([self.log_task, self.log_view])]
+            children=[
+                overview,
+                widgets.VBox([self.failures_note, self.failures]),
+                widgets.VBox([self.log_task, self.log_view]),
+                self.graph,
+            ]
         )
-        for index, title in enumerate(["Overview", "Failures", "Logs"]):
+        for index, title in enumerate(["Overview", "Failures", "Logs", "Graph"]):
             self.tabs.set_title(index, title)
         self.root = widgets.VBox([self.header, self.tabs])
         self._failures_shown = 0
         self._log_options_at = 0.0
+        self._graph_at = float("-inf")
         self.refresh_count = 0
 
     def refresh(self, *, final: bool = False) -> None:
@@ -85,6 +94,9 @@ class Dashboard:
                     if selected in options:
                         self.log_task.value = selected
             self._show_log()
+            if final or now - self._graph_at >= GRAPH_SECONDS:
+                self._graph_at = now
+                self.graph.value = live_graph_html(progress)
 
     def _refresh_bars(self, final: bool) -> None:
         progress = self.progress
@@ -140,6 +152,22 @@ class Dashboard:
         bundle["text/plain"] = summary_text(self.progress, title)
         bundle["text/html"] = summary_html(self.progress)
         return bundle
+
+
+def live_graph_html(progress: RunProgress) -> str:
+    """The run's tasks as a graphviz graph coloured by status (SVG), or a note when graphviz is missing."""
+    from labtech_nb import diagram
+
+    tasks = list(progress.tasks.values())
+    if not tasks:
+        return "<i>No tasks yet.</i>"
+    if not diagram.graphviz_available():
+        return "<i>Install graphviz (the package and its 'dot' program) to see the live task graph.</i>"
+    try:
+        graph = diagram.build_graphviz_instance_diagram(tasks, statuses=progress.statuses())
+        return str(graph.pipe(format="svg", encoding="utf-8"))
+    except Exception as error:
+        return f"<i>The task graph could not be drawn: {html.escape(str(error))}</i>"
 
 
 class DashboardView:

@@ -322,7 +322,7 @@ def test_run_dashboard_renders_as_a_widget(notebook_page: Any) -> None:
     assert any(f"{SQUARES}/{SQUARES} (0 from cache)" in label for label in labels), labels
     assert any(f"{TOTALS}/{TOTALS} (0 from cache)" in label for label in labels), labels
     tabs = output.locator(".lm-TabBar-tab").all_inner_texts()
-    assert [tab.strip() for tab in tabs] == ["Overview", "Failures", "Logs"]
+    assert [tab.strip() for tab in tabs] == ["Overview", "Failures", "Logs", "Graph"]
     assert output.get_by_text("No active tasks.").is_visible()
     assert "Error displaying widget" not in output.inner_text()
     assert outputs(page, "results").inner_text().strip() == str(

@@ -317,7 +317,7 @@ def test_failures_accordion_has_a_titled_panel_per_failure() -> None:
     # A skipped task has no traceback: its reason is shown.
     assert pre_text(failures.children[1].value) == str(DependencyFailedError("Report(1)", "Fit(1)"))
     assert view.dashboard.failures_note.value == "2 failed or skipped tasks"
-    assert view.dashboard.tabs.titles == ("Overview", "Failures", "Logs")
+    assert view.dashboard.tabs.titles == ("Overview", "Failures", "Logs", "Graph")
 
 
 def test_failures_beyond_the_limit_are_counted_not_shown() -> None:
@@ -588,3 +588,25 @@ def test_run_control_reports_a_failing_stop_in_its_status() -> None:
     assert "Could not stop the run: cannot &lt;stop&gt;" in control.status.value
     assert control.stop_button.description == "Stop"
     handle.end("finished")
+
+
+def test_graph_tab_shows_the_run_as_a_status_coloured_graph(tmp_path: Any, monkeypatch: Any) -> None:
+    import labtech_nb as labtech
+    from labtech_nb.diagram import STATUS_COLOURS
+    from labtech_nb.exceptions import LabError
+    from labtech_nb.notebook.dashboard import DashboardView
+
+    from .nb_tasks import Breaks, Trivial
+
+    monkeypatch.setenv("LABTECH_NB_PROGRESS", "off")
+    view = DashboardView(display=False)
+    lab = labtech.Lab(storage=tmp_path / "storage", runner_backend="serial")
+    with pytest.raises(LabError):
+        lab.run_tasks([Trivial(i=2), Breaks(i=1)], observers=[view])
+    dashboard = view.dashboard
+    assert dashboard.tabs.get_title(3) == "Graph"
+    svg = dashboard.graph.value
+    assert "<svg" in svg
+    assert "Trivial" in svg and "Breaks" in svg
+    assert "[done]" in svg and "[failed]" in svg
+    assert STATUS_COLOURS["done"].lower() in svg.lower() and STATUS_COLOURS["failed"].lower() in svg.lower()
