@@ -15,12 +15,16 @@ import pytest
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-def _leave_out(directory: str, names: list[str]) -> set[str]:
-    """What a fresh clone would not have: environments, caches, results (never the package's own folders)."""
-    left_out = {name for name in names if name.startswith(".venv") or name in (".git", "site", "test-artifacts", "__pycache__")}
-    if Path(directory).resolve() in (REPOSITORY, REPOSITORY / "notebooks"):
-        left_out |= {name for name in names if name == "storage"}
-    return left_out
+def _copy_tracked_files(destination: Path) -> None:
+    """Copy what a fresh clone has: the files git tracks (symlinks kept as links)."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPOSITORY, capture_output=True, check=True).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source, target = REPOSITORY / name, destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(os.readlink(source))
+        elif source.is_file():
+            shutil.copy2(source, target)
 
 
 @pytest.mark.timeout(1500)

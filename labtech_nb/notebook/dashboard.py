@@ -8,6 +8,7 @@ the traffic to the browser stays bounded however many tasks finish.
 
 from __future__ import annotations
 
+import base64
 import html
 import threading
 import time
@@ -165,9 +166,11 @@ def live_graph_html(progress: RunProgress) -> str:
         return "<i>Install graphviz (the package and its 'dot' program) to see the live task graph.</i>"
     try:
         graph = diagram.build_graphviz_instance_diagram(tasks, statuses=progress.statuses())
-        return str(graph.pipe(format="svg", encoding="utf-8"))
+        svg = graph.pipe(format="svg")
     except Exception as error:
         return f"<i>The task graph could not be drawn: {html.escape(str(error))}</i>"
+    # As an image: the picture cannot add markup (or scripts) to the page it is shown in.
+    return f"<img alt='task graph' src='data:image/svg+xml;base64,{base64.b64encode(svg).decode()}'>"
 
 
 class DashboardView:

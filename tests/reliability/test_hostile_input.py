@@ -537,7 +537,25 @@ def test_a_task_type_whose_name_or_key_prefix_would_escape_is_refused(tmp_path: 
 
 # --- escaping in what users see ------------------------------------------------------------------------------
 
-SAFE_TAGS = {"b", "i", "pre", "table", "thead", "tbody", "tr", "th", "td", "span", "div", "code", "ul", "li", "br", "p"}
+SAFE_TAGS = {
+    "b",
+    "i",
+    "pre",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "span",
+    "div",
+    "code",
+    "ul",
+    "li",
+    "br",
+    "p",
+    "img",
+}  # img: the Graph tab, an SVG data URL
 
 
 class _TagCollector(HTMLParser):
