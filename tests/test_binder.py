@@ -40,9 +40,8 @@ def test_binder_setup_runs_the_tutorial(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{environment / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(environment)}
     env.pop("PYTHONPATH", None)
     checkout = tmp_path / "repo"
-    shutil.copytree(
-        REPOSITORY, checkout, ignore=shutil.ignore_patterns(".venv*", ".git", "storage", "site", "test-artifacts", "__pycache__")
-    )
+    _copy_tracked_files(checkout)
+    assert (checkout / "labtech_nb" / "storage" / "local.py").is_file()
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "-r", "binder/requirements.txt"], cwd=checkout, env=env, check=True
     )
