@@ -63,6 +63,11 @@ def test_binder_setup_runs_the_tutorial(tmp_path: Path) -> None:
     assert "errors 0" in result.stdout
     # The notebook ran against the package installed in the Binder environment, not this checkout's.
     installed = subprocess.run(
-        [str(python), "-c", "import labtech_nb; print(labtech_nb.__file__)"], env=env, capture_output=True, text=True, check=True
+        [str(python), "-c", "import labtech_nb; print(labtech_nb.__file__)"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert str(environment) in installed.stdout
