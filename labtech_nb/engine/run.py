@@ -116,9 +116,9 @@ class Run:
             scheduler.request_stop(self._stop_requests)
         try:
             scheduler.run()
-            self.results = collect_results(self.graph, runner, self.input_tasks)
+            self.results = collect_results(self.graph, scheduler.input_task_results, self.input_tasks)
         except KeyboardInterrupt:
-            self.results = collect_results(self.graph, runner, self.input_tasks)
+            self.results = collect_results(self.graph, scheduler.input_task_results, self.input_tasks)
             raise
         finally:
             runner.close()
@@ -169,12 +169,12 @@ def storage_is_busy(storage: Any) -> bool:
         return storage_identity(storage) in _active_runs
 
 
-def collect_results(graph: TaskGraph, runner: Any, input_tasks: list[Any]) -> dict[Any, Any]:
-    """Fetch the inputs' results from the runner and attach them to the run's task objects."""
+def collect_results(graph: TaskGraph, input_task_results: dict[Any, Any], input_tasks: list[Any]) -> dict[Any, Any]:
+    """Attach the inputs' results to the run's task objects and return them by input task."""
     final_map: dict[Any, Any] = {}
     for node in graph.inputs:
-        if node.state is NodeState.DONE:
-            final_map[node.task] = runner.get_result(node.task)
+        if node.state is NodeState.DONE and node.task in input_task_results:
+            final_map[node.task] = input_task_results[node.task]
     # Every task object of the run gets the final map: inputs find their results in it, and a
     # released dependency reports "not available in memory" under every runner.
     for node in graph.nodes.values():

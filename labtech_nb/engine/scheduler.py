@@ -27,7 +27,7 @@ from labtech_nb.engine.graph import NodeState, TaskGraph, TaskNode
 from labtech_nb.exceptions import CacheEntryUnreadable, DependencyFailedError
 from labtech_nb.log import logger
 from labtech_nb.runners.base import Runner, traceback_text
-from labtech_nb.types import ResultMeta
+from labtech_nb.types import ResultMeta, TaskResult
 
 #: How long one wait for completions lasts before queued events are delivered again.
 WAIT_SECONDS = 0.05
@@ -65,6 +65,8 @@ class RunScheduler:
         self.failures: dict[Any, BaseException] = {}
         #: Results of input tasks completed so far (written by the coordinating thread).
         self.input_results: dict[Any, Any] = {}
+        #: The same with their metadata; the runner need not keep an input's result once it is here.
+        self.input_task_results: dict[Any, TaskResult[Any]] = {}
         self.stop_cause: BaseException | None = None
         self.interrupted = False
         #: The run was stopped on request (a Stop button, ``cancel()``), not by a failure.
@@ -80,6 +82,9 @@ class RunScheduler:
         self._name_counters: Counter[type] = Counter()
         self._name_digits: dict[type, int] = {}
         self.counts: Counter[str] = Counter()
+        set_hint = getattr(runner, "set_result_needed_hint", None)
+        if set_hint is not None:
+            set_hint(self._result_needed)
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -256,7 +261,9 @@ class RunScheduler:
         for task_object in node.objects:
             task_object._set_result_meta(meta)
         if node.is_input:
-            self.input_results[node.task] = self.runner.get_result(node.task).value
+            result = self.runner.get_result(node.task)
+            self.input_task_results[node.task] = result
+            self.input_results[node.task] = result.value
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(f"Completed: '{node.task}'")
         if node.cached:
@@ -338,8 +345,13 @@ class RunScheduler:
             if dependency.pending_dependents == 0 and dependency.state is NodeState.DONE:
                 self._release(dependency)
 
+    def _result_needed(self, task: Any) -> bool:
+        """Whether a task's result will be read by a dependent (a runner may then skip keeping a copy)."""
+        node = self.graph.nodes.get(task)
+        return node is None or node.pending_dependents > 0
+
     def _release(self, node: TaskNode) -> None:
-        if node.is_input or node.results_released:
+        if node.results_released:
             return
         node.results_released = True
         self.runner.remove_results([node.task])

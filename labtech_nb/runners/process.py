@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -36,7 +36,7 @@ JOBS_PER_WORKER = 2
 
 
 class _Job:
-    __slots__ = ("dependencies", "id", "start", "task", "task_name", "use_cache")
+    __slots__ = ("dependencies", "id", "keep", "start", "task", "task_name", "use_cache")
 
     def __init__(self, job_id: int, task: Any, task_name: str, use_cache: bool) -> None:
         self.id = job_id
@@ -44,6 +44,8 @@ class _Job:
         self.task_name = task_name
         self.use_cache = use_cache
         self.start: datetime | None = None
+        #: Whether the worker keeps the result for dependents it may run later.
+        self.keep = True
 
 
 class _StoredResult:
@@ -125,6 +127,7 @@ class ProcessRunner(Runner):
         self._completed: deque[tuple[Any, ResultMeta | BaseException]] = deque()
         self._next_job_id = 0
         self._publish: Any = lambda event: None
+        self._result_needed: Callable[[Any], bool] = lambda task: True
         self._closed = threading.Event()
         self._sampler = ResourceSampler(self._active_tasks, lambda event: self._publish(event))
         if not per_task:
@@ -134,6 +137,10 @@ class ProcessRunner(Runner):
     def set_event_publisher(self, publish: Any) -> None:
         """Send events from workers (output, progress, resource samples) to ``publish``."""
         self._publish = publish
+
+    def set_result_needed_hint(self, result_needed: Callable[[Any], bool]) -> None:
+        """Learn which results dependents will read: a worker keeps no copy of the others."""
+        self._result_needed = result_needed
 
     # --- workers --------------------------------------------------------------------------------
 
@@ -202,10 +209,11 @@ class ProcessRunner(Runner):
             payloads.append(stored.get_payload(self.by_value))
             worker.held.add(dependency)
         releases, worker.pending_releases = worker.pending_releases, []
+        job.keep = self._result_needed(job.task)
         worker.jobs.append(job)
         send_message(
             worker.connection,
-            ("run", job.id, job.task, job.task_name, job.use_cache, dependencies, releases),
+            ("run", job.id, job.task, job.task_name, job.use_cache, job.keep, dependencies, releases),
             payloads,
             by_value=self.by_value,
         )
@@ -277,7 +285,8 @@ class ProcessRunner(Runner):
                 self._announce_start(worker, worker.jobs[0])
             if kind == "done":
                 self._results[job.task] = _StoredResult(header[2], payload=payloads[0])
-                worker.held.add(job.task)
+                if job.keep:
+                    worker.held.add(job.task)
                 yield job.task, header[2]
             else:
                 worker.paused = not self.per_task

@@ -37,8 +37,11 @@ class WorkerState:
         if not isinstance(event, TaskStarted):
             send_message(self.connection, ("event", event))
 
-    def execute(self, job_id: int, task: Any, task_name: str, use_cache: bool) -> bool:
-        """Execute a job and report its outcome; returns whether it succeeded."""
+    def execute(self, job_id: int, task: Any, task_name: str, use_cache: bool, keep: bool = True) -> bool:
+        """Execute a job and report its outcome; returns whether it succeeded.
+
+        ``keep``: hold the result for dependents that may run here later.
+        """
         for dependency in task._lt_dependencies():
             dependency._set_results_map(self.results)
         try:
@@ -48,7 +51,8 @@ class WorkerState:
         except BaseException as error:
             send_message(self.connection, ("failed", job_id, _picklable_error(error)))
             return False
-        self.results[task] = result
+        if keep:
+            self.results[task] = result
         try:
             payload = encode(result.value, by_value=self.by_value)
         except Exception as error:
@@ -95,7 +99,7 @@ def serve(state: WorkerState) -> None:
             elif kind == "resume":
                 pass
             elif kind == "run":
-                _, job_id, task, task_name, use_cache, dependencies, releases = header
+                _, job_id, task, task_name, use_cache, keep, dependencies, releases = header
                 if state.by_value:
                     expose_main_classes(task)
                 for released in releases:
@@ -105,7 +109,7 @@ def serve(state: WorkerState) -> None:
                 if any(message[0] == "cancel" and job_id in message[1] for message, _ in inbox) or job_id in cancelled:
                     send_message(connection, ("cancelled", job_id))
                     continue
-                if not state.execute(job_id, task, task_name, use_cache):
+                if not state.execute(job_id, task, task_name, use_cache, keep):
                     # After a failure, wait for the parent's word: it may stop the run and cancel what
                     # is already waiting in this pipe.
                     paused = True

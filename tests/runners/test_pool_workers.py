@@ -1,0 +1,57 @@
+"""Pool workers (fork and spawn): what travels through their pipes, and what they keep."""
+
+from __future__ import annotations
+
+import threading
+import tracemalloc
+from multiprocessing import Pipe
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import labtech_nb as labtech
+from labtech_nb.runners.transfer import INLINE_LIMIT, decode, encode, receive_message, send_message
+from tests.runners.pool_tasks import CountHeld, MakeHeld
+
+
+@pytest.mark.parametrize("backend", ["fork", "spawn"])
+def test_a_worker_keeps_only_results_a_pending_task_needs(backend: str, tmp_path: Path) -> None:
+    makers = [MakeHeld(n=n) for n in range(6)]
+    counter = CountHeld(after=makers[-1])
+    lab = labtech.Lab(storage=tmp_path, runner_backend=backend, max_workers=1)
+
+    results = lab.run_tasks([*makers, counter], disable_progress=True, disable_top=True)
+
+    # Six results went through the single worker; only the one its next task reads is still there.
+    assert [results[maker].n for maker in makers] == list(range(6))
+    assert results[counter] == 1
+
+
+@pytest.mark.parametrize("megabytes", [0, 1, 24])
+def test_payloads_arrive_whole_and_writable_without_a_second_copy(megabytes: int) -> None:
+    array = np.arange(megabytes * 1024 * 1024 // 8 + 3, dtype=np.float64)
+    small = {"name": "x" * 100, "values": list(range(50))}
+    receiver, sender = Pipe(duplex=True)
+    payloads = [encode(array), encode(small)]
+    assert (array.nbytes > INLINE_LIMIT) == (megabytes > 0)
+
+    thread = threading.Thread(target=send_message, args=(sender, ("run", 7), payloads))
+    thread.start()
+    tracemalloc.start()
+    try:
+        header, received = receive_message(receiver)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        thread.join()
+        receiver.close()
+        sender.close()
+
+    assert header == ("run", 7)
+    got_array, got_small = decode(received[0]), decode(received[1])
+    np.testing.assert_array_equal(got_array, array)
+    assert got_small == small
+    got_array[0] = -1.0  # the array uses the received buffer, which is writable
+    if megabytes:
+        assert peak < array.nbytes * 1.1, f"receiving {array.nbytes} bytes peaked at {peak} bytes"
