@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.storage import TaskModules
 
 
 def _terminate_as_interrupt(signum: int, frame: Any) -> None:
@@ -36,3 +40,15 @@ def ray_cluster() -> Iterator[Any]:
     finally:
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def task_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TaskModules]:
+    """Importable modules of task types, written by the test inside ``tmp_path``."""
+    directory = tmp_path / "modules"
+    directory.mkdir()
+    monkeypatch.syspath_prepend(str(directory))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    modules = TaskModules(directory)
+    yield modules
+    modules.forget()

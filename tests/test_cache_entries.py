@@ -12,9 +12,8 @@ import json
 import pickle
 import shutil
 import sys
-import textwrap
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,44 +28,11 @@ from labtech_nb.cache import PickleCache
 from labtech_nb.cache_entries import CacheEntries, CacheEntry, delete_entries
 from labtech_nb.exceptions import LabError, LabtechError
 from labtech_nb.storage import LocalStorage
+from tests.support.storage import FailingDeleteStorage, TaskModules, entry_files_size, listing
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-
-class TaskModules:
-    """Writes, rewrites and removes importable modules of task types inside ``tmp_path``."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.names: list[str] = []
-
-    def write(self, name: str, source: str) -> ModuleType:
-        (self.directory / f"{name}.py").write_text(textwrap.dedent(source))
-        sys.modules.pop(name, None)
-        importlib.invalidate_caches()
-        if name not in self.names:
-            self.names.append(name)
-        return importlib.import_module(name)
-
-    def remove(self, name: str) -> None:
-        (self.directory / f"{name}.py").unlink()
-        sys.modules.pop(name, None)
-        importlib.invalidate_caches()
-
-
-@pytest.fixture
-def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TaskModules]:
-    directory = tmp_path / "modules"
-    directory.mkdir()
-    monkeypatch.syspath_prepend(str(directory))
-    monkeypatch.setattr(sys, "dont_write_bytecode", True)
-    task_modules = TaskModules(directory)
-    yield task_modules
-    for name in task_modules.names:
-        sys.modules.pop(name, None)
-    importlib.invalidate_caches()
 
 
 MAIN_SOURCE = """
@@ -115,16 +81,8 @@ def main_source(beta_version: str, *, with_delta: bool) -> str:
     return MAIN_SOURCE.format(beta_version=beta_version, delta=DELTA_SOURCE if with_delta else "")
 
 
-def entry_files_size(directory: Path) -> int:
-    return sum(path.stat().st_size for path in directory.iterdir() if path.is_file())
-
-
 def read_metadata(storage_dir: Path, key: str) -> dict[str, Any]:
     return json.loads((storage_dir / key / "metadata.json").read_text())
-
-
-def listing(storage_dir: Path) -> set[str]:
-    return {path.name for path in storage_dir.iterdir() if path.is_dir()}
 
 
 @dataclass
@@ -148,11 +106,11 @@ class MixedStorage:
 
 
 @pytest.fixture
-def mixed(tmp_path: Path, modules: TaskModules) -> MixedStorage:
+def mixed(tmp_path: Path, task_modules: TaskModules) -> MixedStorage:
     suffix = uuid.uuid4().hex[:8]
     main_name, gone_name = f"entries_main_{suffix}", f"entries_gone_{suffix}"
-    main = modules.write(main_name, main_source("v1", with_delta=True))
-    gone = modules.write(gone_name, GONE_SOURCE)
+    main = task_modules.write(main_name, main_source("v1", with_delta=True))
+    gone = task_modules.write(gone_name, GONE_SOURCE)
     storage_dir = tmp_path / "storage"
     lab = labtech.Lab(storage=storage_dir, runner_backend="serial", notebook=False)
 
@@ -170,8 +128,8 @@ def mixed(tmp_path: Path, modules: TaskModules) -> MixedStorage:
 
     # Beta's code changes (its entries become stale); Delta is deleted from the module and the
     # whole Gamma module is deleted (their entries become orphaned).
-    main = modules.write(main_name, main_source("v2", with_delta=False))
-    modules.remove(gone_name)
+    main = task_modules.write(main_name, main_source("v2", with_delta=False))
+    task_modules.remove(gone_name)
     # One entry's metadata is truncated; another records an mlflow run.
     corrupted = keys["alpha"]["one"]
     metadata_path = storage_dir / corrupted / "metadata.json"
@@ -326,9 +284,9 @@ def test_any_corrupted_metadata_is_listed_not_raised(mixed: MixedStorage, corrup
         entries.rebuild_task(key)
 
 
-def test_a_task_module_that_fails_to_import_makes_its_entries_orphaned(mixed: MixedStorage, modules: TaskModules) -> None:
+def test_a_task_module_that_fails_to_import_makes_its_entries_orphaned(mixed: MixedStorage, task_modules: TaskModules) -> None:
     # Mid-edit, the module has a syntax error: the listing must still open.
-    (modules.directory / f"{mixed.main_name}.py").write_text("import labtech_nb as labtech\n\nclass Alpha(:\n")
+    (task_modules.directory / f"{mixed.main_name}.py").write_text("import labtech_nb as labtech\n\nclass Alpha(:\n")
     sys.modules.pop(mixed.main_name, None)
     importlib.invalidate_caches()
 
@@ -514,17 +472,6 @@ def test_rebuild_task_of_an_unusable_entry_raises(mixed: MixedStorage, which: st
 
 
 # --- delete_entries -------------------------------------------------------------------------------------
-
-
-class FailingDeleteStorage(LocalStorage):
-    def __init__(self, *args: Any, failing: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.failing = failing
-
-    def delete(self, key: str) -> None:
-        if key == self.failing:
-            raise PermissionError(f"cannot remove {key}: read-only")
-        super().delete(key)
 
 
 def test_delete_entries_removes_exactly_the_given_keys(mixed: MixedStorage) -> None:

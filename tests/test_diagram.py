@@ -17,6 +17,7 @@ import pytest
 from IPython.core.formatters import DisplayFormatter
 
 from labtech_nb.diagram import MermaidDiagram, build_task_diagram, display_task_diagram
+from tests.support.ipython import KernelShell, TerminalShell
 from tests.tutorial_source import TUTORIAL_PATH, as_labtech_nb, new_module, tutorial_sections
 
 _module_numbers = itertools.count()
@@ -461,16 +462,6 @@ def test_hostile_string_annotations_cannot_change_the_diagram_structure(make_mod
 # --- display ----------------------------------------------------------------------------------------
 
 
-class _TerminalShell:
-    """Stands in for terminal IPython: a shell without a kernel."""
-
-
-class _KernelShell:
-    """Stands in for an IPython kernel's shell."""
-
-    kernel = object()
-
-
 @pytest.fixture
 def leaf_diagram(make_module) -> tuple[list[Any], str]:
     module = make_module(EDGE_TASKS)
@@ -482,7 +473,7 @@ def test_display_prints_the_source_outside_a_kernel(leaf_diagram, capsys, monkey
     tasks, source = leaf_diagram
     displayed: list[Any] = []
     monkeypatch.setattr(IPython.display, "display", lambda *objects, **kwargs: displayed.extend(objects))
-    for shell in (None, _TerminalShell()):
+    for shell in (None, TerminalShell()):
         monkeypatch.setattr(IPython, "get_ipython", lambda shell=shell: shell)
         assert display_task_diagram(tasks, direction="LR") is None
         assert capsys.readouterr().out == source + "\n"
@@ -492,7 +483,7 @@ def test_display_prints_the_source_outside_a_kernel(leaf_diagram, capsys, monkey
 def test_display_in_a_kernel_emits_markdown_mermaid_and_plain_text(leaf_diagram, capsys, monkeypatch):
     tasks, source = leaf_diagram
     displayed: list[Any] = []
-    monkeypatch.setattr(IPython, "get_ipython", lambda: _KernelShell())
+    monkeypatch.setattr(IPython, "get_ipython", lambda: KernelShell())
     monkeypatch.setattr(IPython.display, "display", lambda *objects, **kwargs: displayed.extend(objects))
 
     display_task_diagram(tasks, direction="LR")

@@ -5,14 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import labtech_nb as labtech
 from labtech_nb.engine.events import (
     Event,
-    ResourceSample,
     RunFinished,
     RunStarted,
     TaskFailed,
@@ -24,32 +22,8 @@ from labtech_nb.engine.events import (
     TaskSucceeded,
 )
 from labtech_nb.exceptions import DependencyFailedError, LabError
-
-
-@labtech.task
-class Number:
-    value: int
-
-    def run(self) -> int:
-        return self.value
-
-
-@labtech.task
-class Scaled:
-    source: Any
-    factor: int
-
-    def run(self) -> int:
-        print(f"scaling by {self.factor}")
-        return self.source.result * self.factor
-
-
-@labtech.task
-class Explodes:
-    source: Any
-
-    def run(self) -> int:
-        raise ValueError(f"cannot use {self.source.result}")
+from tests.support.events import EventRecorder
+from tests.support.tasks import Explodes, Number, Scaled
 
 
 @labtech.task
@@ -60,22 +34,6 @@ class ThreadReporter:
         print(f"reporter {self.n}")
         labtech.logger.info(f"reporter {self.n} logged")
         return threading.get_ident()
-
-
-class Recorder:
-    """Records events, leaving out resource samples (periodic, so their number depends on timing)."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.threads: set[int] = set()
-
-    def __call__(self, event: Event) -> None:
-        self.threads.add(threading.get_ident())
-        if not isinstance(event, ResourceSample):
-            self.events.append(event)
-
-    def types(self) -> list[str]:
-        return [type(event).__name__ for event in self.events]
 
 
 def summary(event: Event) -> tuple[str, ...]:
@@ -102,7 +60,7 @@ def test_event_sequence_of_a_run_with_cached_failing_and_skipped_tasks(tmp_path:
     doubled = Scaled(source=cached, factor=2)
     exploding = Explodes(source=doubled)
     top = Scaled(source=exploding, factor=3)
-    recorder = Recorder()
+    recorder = EventRecorder()
 
     with pytest.raises(LabError):
         lab.run_tasks([top], observers=[recorder])
@@ -114,7 +72,7 @@ def test_event_sequence_of_a_run_with_cached_failing_and_skipped_tasks(tmp_path:
         ("TaskLoaded", "Scaled[1]"),
         ("TaskQueued", "Scaled[2]", "to run"),
         ("TaskStarted", "Scaled[2]", "run"),
-        ("TaskLogLine", "Scaled[2]", "stdout", "scaling by 2"),
+        ("TaskLogLine", "Scaled[2]", "stdout", "scaling 50 by 2"),
         ("TaskSucceeded", "Scaled[2]"),
         ("TaskQueued", "Explodes[1]", "to run"),
         ("TaskStarted", "Explodes[1]", "run"),
@@ -152,7 +110,7 @@ def test_event_sequence_of_a_run_with_cached_failing_and_skipped_tasks(tmp_path:
 
 
 def test_a_clean_run_finishes_in_state_finished() -> None:
-    recorder = Recorder()
+    recorder = EventRecorder()
     task = Scaled(source=Number(2), factor=2)
 
     labtech.Lab(storage=None, runner_backend="serial").run_tasks([task], observers=[recorder])
@@ -169,7 +127,7 @@ def test_an_observer_that_raises_is_logged_and_detached(tmp_path: Path, caplog: 
         calls.append(event)
         raise RuntimeError("the view broke")
 
-    recorder = Recorder()
+    recorder = EventRecorder()
     tasks = [Scaled(source=Number(n), factor=3) for n in range(4)]
     lab = labtech.Lab(storage=tmp_path, runner_backend="serial", observers=[broken, recorder])
 
@@ -189,7 +147,7 @@ def test_an_observer_that_raises_is_logged_and_detached(tmp_path: Path, caplog: 
 
 
 def test_events_are_delivered_on_the_coordinating_thread_with_the_thread_runner() -> None:
-    recorder = Recorder()
+    recorder = EventRecorder()
     tasks = [ThreadReporter(n) for n in range(6)]
     lab = labtech.Lab(storage=None, runner_backend="thread", max_workers=3)
 
@@ -213,19 +171,19 @@ def test_an_observer_that_prints_during_a_serial_run_is_not_captured_as_task_out
         printed.append(line)
         print(line)
 
-    recorder = Recorder()
+    recorder = EventRecorder()
     task = Scaled(source=Number(1), factor=4)
 
     results = labtech.Lab(storage=None, runner_backend="serial").run_tasks([task], observers=[printing_view, recorder])
 
     assert results == {task: 4}
     task_lines = [event.line for event in recorder.events if isinstance(event, TaskLogLine)]
-    assert task_lines == ["scaling by 4"]
+    assert task_lines == ["scaling 1 by 4"]
     assert capsys.readouterr().out.splitlines() == printed
 
 
 def test_lab_add_observer_and_run_observers_all_receive_the_run() -> None:
-    from_constructor, added, for_one_run = Recorder(), Recorder(), Recorder()
+    from_constructor, added, for_one_run = EventRecorder(), EventRecorder(), EventRecorder()
     lab = labtech.Lab(storage=None, runner_backend="serial", observers=[from_constructor])
     lab.add_observer(added)
 

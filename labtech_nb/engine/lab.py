@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import string
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -73,7 +72,7 @@ class Lab:
         self.continue_on_failure = continue_on_failure
         self.max_workers = max_workers
         self.context: dict[str, Any] = {} if context is None else context
-        self.notebook = _detect_notebook() if notebook is None else bool(notebook)
+        self.notebook = _in_jupyter_kernel() if notebook is None else bool(notebook)
         self.runner_backend = resolve_backend(runner_backend, max_workers=max_workers)
         self._observers: list[Observer] = list(observers)
         #: The most recent run of this lab (its ``progress`` and ``timeline()``), or None.
@@ -378,28 +377,17 @@ def _resolve_storage(storage: Any) -> Storage:
     raise LabError(f"storage must be a path, None or a Storage instance, got {storage!r}.")
 
 
-def _detect_notebook() -> bool:
-    """True inside a Jupyter kernel with ipywidgets installed (never in terminal IPython)."""
-    import importlib.util
+def _in_jupyter_kernel() -> bool:
+    """True inside a Jupyter kernel (never in terminal IPython).
+
+    Which view a run gets is decided by `labtech_nb.views.selection.progress_mode`, from this and
+    ``LABTECH_NB_PROGRESS``.
+    """
     import sys
 
-    mode = os.environ.get("LABTECH_NB_PROGRESS", "auto").lower()
-    if mode == "widget":
-        return True
-    if mode in ("text", "off"):
-        return False
     ipython_module = sys.modules.get("IPython")
-    if ipython_module is None:
-        return False
-    shell = ipython_module.get_ipython()
-    if shell is None or not hasattr(shell, "kernel"):
-        return False
-    if importlib.util.find_spec("ipywidgets") is None:
-        logger.warning(
-            "ipywidgets is not installed, so progress is shown as text. Install labtech_nb[jupyter] for the dashboard."
-        )
-        return False
-    return True
+    shell = ipython_module.get_ipython() if ipython_module is not None else None
+    return shell is not None and hasattr(shell, "kernel")
 
 
 def _log_task_output(event: Any) -> None:

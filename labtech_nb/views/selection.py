@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 from typing import Any
 
@@ -12,14 +14,34 @@ PROGRESS_MODES = ("auto", "widget", "text", "off")
 
 
 def progress_mode(notebook: bool) -> str:
-    """Return ``'widget'``, ``'text'`` or ``'off'`` from ``LABTECH_NB_PROGRESS`` and the Lab's notebook flag."""
+    """Choose how a run is shown.
+
+    ``LABTECH_NB_PROGRESS`` decides when it names a view. Otherwise (``auto``, the default) a notebook
+    gets the dashboard and anywhere else gets text; a notebook without ipywidgets gets text too, with a
+    warning the first time.
+
+    Args:
+        notebook: the Lab's notebook flag: it runs in a Jupyter kernel, or was created with ``notebook=True``.
+
+    Returns:
+        ``'widget'``, ``'text'`` or ``'off'``.
+    """
     mode = os.environ.get("LABTECH_NB_PROGRESS", "auto").strip().lower() or "auto"
     if mode not in PROGRESS_MODES:
         logger.warning(f"Ignoring LABTECH_NB_PROGRESS={mode!r}: use one of {', '.join(PROGRESS_MODES)}.")
         mode = "auto"
-    if mode == "auto":
-        return "widget" if notebook else "text"
-    return mode
+    if mode != "auto":
+        return mode
+    if notebook and importlib.util.find_spec("ipywidgets") is None:
+        _warn_that_ipywidgets_is_missing()
+        return "text"
+    return "widget" if notebook else "text"
+
+
+# Once per session: a notebook runs many cells, and the same advice in each would bury their output.
+@functools.cache
+def _warn_that_ipywidgets_is_missing() -> None:
+    logger.warning("ipywidgets is not installed, so progress is shown as text. Install labtech_nb[jupyter] for the dashboard.")
 
 
 def build_views(

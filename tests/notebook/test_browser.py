@@ -8,11 +8,8 @@ and ``Legacy`` (orphaned: its module was deleted).
 from __future__ import annotations
 
 import html
-import importlib
 import json
 import re
-import sys
-import textwrap
 import threading
 import uuid
 from collections.abc import Iterator
@@ -30,6 +27,7 @@ from labtech_nb.notebook import browser as browser_module
 from labtech_nb.notebook.browser import CacheBrowser
 from labtech_nb.storage import LocalStorage
 from labtech_nb.types import ResultMeta, TaskResult
+from tests.support.storage import FailingDeleteStorage, TaskModules, entry_files_size, listing
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -116,14 +114,6 @@ SPECS = [
 ]
 
 
-def entry_files_size(directory: Path) -> int:
-    return sum(path.stat().st_size for path in directory.iterdir() if path.is_file())
-
-
-def listing(storage_dir: Path) -> set[str]:
-    return {path.name for path in storage_dir.iterdir() if path.is_dir()}
-
-
 def format_size(count: int) -> str:
     return f"{count} B" if count < 1024 else f"{count / 1024:.1f} KiB"
 
@@ -156,22 +146,11 @@ class Scenario:
 
 
 @pytest.fixture
-def scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Scenario]:
-    module_dir = tmp_path / "modules"
-    module_dir.mkdir()
-    monkeypatch.syspath_prepend(str(module_dir))
-    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+def scenario(tmp_path: Path, task_modules: TaskModules) -> Scenario:
     suffix = uuid.uuid4().hex[:8]
     main_name, legacy_name = f"browser_main_{suffix}", f"browser_legacy_{suffix}"
-
-    def write(name: str, source: str) -> ModuleType:
-        (module_dir / f"{name}.py").write_text(textwrap.dedent(source))
-        sys.modules.pop(name, None)
-        importlib.invalidate_caches()
-        return importlib.import_module(name)
-
-    main = write(main_name, MAIN_SOURCE.format(score_version="v1"))
-    legacy = write(legacy_name, LEGACY_SOURCE)
+    main = task_modules.write(main_name, MAIN_SOURCE.format(score_version="v1"))
+    legacy = task_modules.write(legacy_name, LEGACY_SOURCE)
     storage_dir = tmp_path / "storage"
     scene = Scenario(labtech.Lab(storage=storage_dir, runner_backend="serial", notebook=False), storage_dir, main, {})
     trains: dict[str, Any] = {}
@@ -187,12 +166,9 @@ def scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Scenar
         spec.size = entry_files_size(storage_dir / spec.key)
         scene.specs[spec.name] = spec
     # Score's code changes (stale entries); the Legacy module is deleted (orphaned entries).
-    scene.main = write(main_name, MAIN_SOURCE.format(score_version="v2"))
-    (module_dir / f"{legacy_name}.py").unlink()
-    sys.modules.pop(legacy_name, None)
-    importlib.invalidate_caches()
-    yield scene
-    sys.modules.pop(main_name, None)
+    scene.main = task_modules.write(main_name, MAIN_SOURCE.format(score_version="v2"))
+    task_modules.remove(legacy_name)
+    return scene
 
 
 @pytest.fixture
@@ -686,17 +662,6 @@ def test_uncache_stale_and_orphaned_entries(browser: CacheBrowser, scenario: Sce
     button.click()
     assert status(browser) == f"No {which} entries to uncache."
     assert not is_shown(browser.confirm_button)
-
-
-class FailingDeleteStorage(LocalStorage):
-    def __init__(self, *args: Any, failing: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.failing = failing
-
-    def delete(self, key: str) -> None:
-        if key == self.failing:
-            raise PermissionError(f"cannot remove {key}: read-only")
-        super().delete(key)
 
 
 def test_a_partial_failure_is_reported_entry_by_entry(scenario: Scenario) -> None:

@@ -15,23 +15,18 @@ from IPython.utils.capture import capture_output
 
 import labtech_nb as labtech
 from labtech_nb.engine.events import (
-    Event,
     ResourceSample,
     RunFinished,
     RunStarted,
-    TaskFailed,
-    TaskLoaded,
-    TaskLogLine,
     TaskProgress,
-    TaskQueued,
     TaskSkipped,
-    TaskStarted,
     TaskSucceeded,
 )
 from labtech_nb.engine.progress import RunProgress
 from labtech_nb.exceptions import DependencyFailedError, LabError
 from labtech_nb.notebook import dashboard as dashboard_module
 from labtech_nb.notebook.dashboard import MAX_FAILURES_SHOWN, Dashboard, DashboardView, RunControl
+from tests.support.events import EventFeed
 
 from .nb_tasks import Trivial
 
@@ -42,60 +37,16 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 # --- building event sequences -------------------------------------------------------------------
 
 
-class Feeder:
-    """Feeds events to a view; every event is stamped ``base + offset`` seconds (wall clock)."""
-
-    def __init__(self, view: DashboardView, base: float) -> None:
-        self.view = view
-        self.base = base
-
-    def __call__(self, *events: Event) -> None:
-        for event in events:
-            self.view(event)
-
-    def at(self, offset: float) -> float:
-        return self.base + offset
-
-    def start(self, counts: dict[str, int], offset: float = 0.0, cached: int = 0) -> None:
-        self(RunStarted("run-1", total=sum(counts.values()), counts_by_type=counts, cached=cached, time=self.at(offset)))
-
-    def queue(self, name: str, task_type: str, offset: float = 0.0, cached: bool = False) -> None:
-        self(TaskQueued(name, task_type, f"task {name}", cached, time=self.at(offset)))
-
-    def begin(self, name: str, offset: float = 0.0, kind: str = "run", pid: int = 4242) -> None:
-        self(TaskStarted(name, kind, datetime.fromtimestamp(self.at(offset)), pid, time=self.at(offset)))
-
-    def run_ok(self, name: str, task_type: str, start: float = 0.0, end: float = 1.0) -> None:
-        self.queue(name, task_type, start)
-        self.begin(name, start)
-        self(TaskSucceeded(name, f"task {name}", end - start, time=self.at(end)))
-
-    def run_loaded(self, name: str, task_type: str, start: float = 0.0, end: float = 0.1) -> None:
-        self.queue(name, task_type, start, cached=True)
-        self.begin(name, start, kind="load")
-        self(TaskLoaded(name, f"task {name}", time=self.at(end)))
-
-    def run_failed(self, name: str, task_type: str, message: str, trace: str, start: float = 0.0, end: float = 1.0) -> None:
-        self.queue(name, task_type, start)
-        self.begin(name, start)
-        self(TaskFailed(name, f"task {name}", ValueError(message), trace, time=self.at(end)))
-
-    def log(self, name: str, line: str, offset: float = 0.0, stream: str = "stdout") -> None:
-        self(TaskLogLine(name, stream, 20, line, time=self.at(offset)))
-
-    def finish(self, state: str, offset: float = 10.0) -> None:
-        self(RunFinished("run-1", state, {}, time=self.at(offset)))
-
-
 def task_of(type_name: str) -> Any:
     """A stand-in task object whose type has the given name (as `TaskSkipped` handlers read it)."""
     return type(type_name, (), {})()
 
 
-def new_view(base: float | None = None, **options: Any) -> tuple[DashboardView, Feeder]:
+def new_view(base: float | None = None, **options: Any) -> tuple[DashboardView, EventFeed]:
+    """A dashboard that redraws on every event, and a feed of events (stamped from ``base``, default now) to it."""
     options.setdefault("min_interval", 0.0)
     view = DashboardView(display=False, **options)
-    return view, Feeder(view, time.time() if base is None else base)
+    return view, EventFeed(time.time() if base is None else base, observer=view)
 
 
 def table_cells(table: str) -> list[list[str]]:
@@ -468,7 +419,7 @@ def test_displayed_dashboard_is_updated_in_place_when_the_run_ends() -> None:
 def test_redraws_are_throttled_to_min_interval_of_the_clock() -> None:
     now = [100.0]
     view = DashboardView(display=False, min_interval=1.0, clock=lambda: now[0])
-    feed = Feeder(view, time.time())
+    feed = EventFeed(time.time(), observer=view)
     feed.start({"Fit": 3})
     assert view.dashboard.refresh_count == 1
     now[0] = 100.5

@@ -6,13 +6,17 @@ import io
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import IPython
 import pytest
 
 import labtech_nb as labtech
+from labtech_nb.views import selection
 from labtech_nb.views.selection import build_views, progress_mode
 from labtech_nb.views.terminal import TerminalView
+from tests.support.ipython import KernelShell, TerminalShell
 
 TASK_COUNT = 10_000
 
@@ -164,3 +168,67 @@ def test_an_invalid_value_warns_and_means_auto(
     (view,) = build_views(notebook=False, **VIEW_OPTIONS)
     assert isinstance(view, TerminalView)
     assert len(labtech_warnings(caplog)) == 1
+
+
+@pytest.mark.parametrize("value", [None, "auto", "widget", "text", "off", "bogus"])
+def test_the_lab_detects_a_kernel_whatever_the_variable_says(value: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    if value is None:
+        monkeypatch.delenv("LABTECH_NB_PROGRESS", raising=False)
+    else:
+        monkeypatch.setenv("LABTECH_NB_PROGRESS", value)
+    for shell, in_kernel in ((KernelShell(), True), (TerminalShell(), False), (None, False)):
+        monkeypatch.setattr(IPython, "get_ipython", lambda shell=shell: shell)
+        assert labtech.Lab(storage=None).notebook is in_kernel
+        assert labtech.Lab(storage=None, notebook=not in_kernel).notebook is not in_kernel
+
+
+@pytest.mark.parametrize(("value", "expected"), [("widget", "widget"), ("text", "text"), ("off", "off")])
+def test_the_variable_overrides_the_kernel_for_every_run(
+    value: str, expected: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(IPython, "get_ipython", lambda: KernelShell())
+    lab = labtech.Lab(storage=None, runner_backend="serial")
+    monkeypatch.setenv("LABTECH_NB_PROGRESS", value)  # read at each run, not when the Lab was created
+    assert progress_mode(lab.notebook) == expected
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)
+    assert progress_mode(labtech.Lab(storage=None).notebook) == expected
+    if value == "text":
+        capfd.readouterr()
+        lab.run_tasks([Trivial(index=3)])
+        assert "labtech_nb: running 1 tasks (Trivial: 1)" in capfd.readouterr().err
+
+
+@pytest.fixture
+def without_ipywidgets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A Jupyter kernel where ipywidgets is not installed, and the advice to install it not yet given."""
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # find_spec now says it is not installed
+    monkeypatch.setattr(IPython, "get_ipython", lambda: KernelShell())
+    selection._warn_that_ipywidgets_is_missing.cache_clear()
+    yield
+    selection._warn_that_ipywidgets_is_missing.cache_clear()
+
+
+def test_a_kernel_without_ipywidgets_shows_text_and_warns_once(
+    without_ipywidgets: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("LABTECH_NB_PROGRESS", raising=False)
+    lab = labtech.Lab(storage=None)
+    assert lab.notebook is True
+    assert progress_mode(lab.notebook) == "text"
+    (view,) = build_views(notebook=lab.notebook, **VIEW_OPTIONS)
+    assert isinstance(view, TerminalView)
+    assert progress_mode(labtech.Lab(storage=None).notebook) == "text"
+    assert labtech_warnings(caplog) == [
+        "ipywidgets is not installed, so progress is shown as text. Install labtech_nb[jupyter] for the dashboard."
+    ]
+
+
+@pytest.mark.parametrize("value", ["text", "off"])
+def test_a_kernel_without_ipywidgets_does_not_warn_when_the_variable_chose_no_widgets(
+    value: str, without_ipywidgets: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("LABTECH_NB_PROGRESS", value)
+    lab = labtech.Lab(storage=None, runner_backend="serial")
+    assert progress_mode(lab.notebook) == value
+    lab.run_tasks([Trivial(index=4)])
+    assert labtech_warnings(caplog) == []

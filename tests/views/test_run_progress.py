@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,37 +26,10 @@ from labtech_nb.engine.events import (
 from labtech_nb.engine.progress import LOG_LINES_PER_TASK
 from labtech_nb.exceptions import DependencyFailedError, LabError
 from labtech_nb.views.run_progress import RunProgress, TypeCounts, format_bytes, format_seconds
-
-T0 = 1_000.0  # when the recorded runs start (seconds since the epoch, but any fixed value will do)
-
+from tests.support.events import T0, EventFeed, EventRecorder
+from tests.support.tasks import Explodes, Leaf, Number, Root, Scaled
 
 # --- task types for the real runs --------------------------------------------------------------
-
-
-@labtech.task
-class Number:
-    value: int
-
-    def run(self) -> int:
-        return self.value
-
-
-@labtech.task
-class Scaled:
-    source: Any
-    factor: int
-
-    def run(self) -> int:
-        print(f"scaling {self.source.result} by {self.factor}")
-        return self.source.result * self.factor
-
-
-@labtech.task
-class Explodes:
-    source: Any
-
-    def run(self) -> int:
-        raise ValueError(f"cannot use {self.source.result}")
 
 
 @labtech.task
@@ -69,12 +41,6 @@ class Interrupts:
 
 
 # --- recorded event streams --------------------------------------------------------------------
-
-
-def feed(progress: RunProgress, events: list[Event]) -> RunProgress:
-    for event in events:
-        progress.observe(event)
-    return progress
 
 
 def counts(progress: RunProgress, type_name: str) -> dict[str, int]:
@@ -96,28 +62,14 @@ def zero(**values: int) -> dict[str, int]:
     return base
 
 
-@labtech.task
-class Leaf:
-    n: int
-
-    def run(self) -> int:
-        return self.n
-
-
-@labtech.task
-class Root:
-    leaves: Any
-
-    def run(self) -> int:
-        return sum(leaf.result for leaf in self.leaves)
-
-
 LEAF1, LEAF2, LEAF3 = Leaf(n=1), Leaf(n=2), Leaf(n=3)
 ROOT = Root(leaves=[LEAF1, LEAF2, LEAF3])
 
 
 def started_run() -> RunProgress:
-    return feed(RunProgress(), [RunStarted("run1", total=4, counts_by_type={"Leaf": 3, "Root": 1}, cached=1, time=T0)])
+    progress = RunProgress()
+    EventFeed(T0, observer=progress).start({"Leaf": 3, "Root": 1}, cached=1)
+    return progress
 
 
 def test_a_new_model_is_pending_and_empty() -> None:
@@ -277,22 +229,18 @@ def test_elapsed_runs_until_the_run_finishes() -> None:
 def recorded_half_run() -> RunProgress:
     """4 tasks: Leaf[1] loaded, Leaf[2] and Leaf[3] ran (started at T0+1, done at T0+6 and T0+11), Root[1] running."""
     progress = started_run()
-    feed(
-        progress,
-        [
-            TaskQueued("Leaf[1]", "Leaf", LEAF1, cached=True, time=T0 + 0.5),
-            TaskStarted("Leaf[1]", "load", datetime(2026, 1, 5, 14, 0, 0), 10, time=T0 + 0.5),
-            TaskLoaded("Leaf[1]", LEAF1, time=T0 + 0.6),
-            TaskQueued("Leaf[2]", "Leaf", LEAF2, cached=False, time=T0 + 1),
-            TaskStarted("Leaf[2]", "run", datetime(2026, 1, 5, 14, 0, 1), 11, time=T0 + 1),
-            TaskQueued("Leaf[3]", "Leaf", LEAF3, cached=False, time=T0 + 1),
-            TaskStarted("Leaf[3]", "run", datetime(2026, 1, 5, 14, 0, 1), 12, time=T0 + 1),
-            TaskSucceeded("Leaf[2]", LEAF2, duration=5.0, time=T0 + 6),
-            TaskSucceeded("Leaf[3]", LEAF3, duration=10.0, time=T0 + 11),
-            TaskQueued("Root[1]", "Root", ROOT, cached=False, time=T0 + 11),
-            TaskStarted("Root[1]", "run", datetime(2026, 1, 5, 14, 0, 11), 13, time=T0 + 11),
-        ],
-    )
+    feed = EventFeed(T0, observer=progress)
+    feed.queue("Leaf[1]", "Leaf", 0.5, task=LEAF1, cached=True)
+    feed.begin("Leaf[1]", 0.5, kind="load", start=datetime(2026, 1, 5, 14, 0, 0), pid=10)
+    feed.load("Leaf[1]", 0.6, task=LEAF1)
+    feed.queue("Leaf[2]", "Leaf", 1, task=LEAF2)
+    feed.begin("Leaf[2]", 1, start=datetime(2026, 1, 5, 14, 0, 1), pid=11)
+    feed.queue("Leaf[3]", "Leaf", 1, task=LEAF3)
+    feed.begin("Leaf[3]", 1, start=datetime(2026, 1, 5, 14, 0, 1), pid=12)
+    feed.succeed("Leaf[2]", 6, task=LEAF2, duration=5.0)
+    feed.succeed("Leaf[3]", 11, task=LEAF3, duration=10.0)
+    feed.queue("Root[1]", "Root", 11, task=ROOT)
+    feed.begin("Root[1]", 11, start=datetime(2026, 1, 5, 14, 0, 11), pid=13)
     return progress
 
 
@@ -363,30 +311,12 @@ def test_formatting_helpers() -> None:
 # --- real runs ---------------------------------------------------------------------------------
 
 
-class Recorder:
-    """A RunProgress plus the raw events, leaving out resource samples (their number depends on timing)."""
-
-    def __init__(self) -> None:
-        self.progress = RunProgress()
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event) -> None:
-        self.progress.observe(event)
-        if not isinstance(event, ResourceSample):
-            self.events.append(event)
-
-    def name_of(self, task: Any) -> str:
-        names = {event.task_name for event in self.events if isinstance(event, (TaskQueued, TaskSkipped)) and event.task == task}
-        assert len(names) == 1, names
-        return names.pop()
-
-
 def test_a_real_serial_run_folds_into_matching_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LABTECH_NB_PROGRESS", "off")
     lab = labtech.Lab(storage=tmp_path / "storage", runner_backend="serial")
     lab.run_tasks([Number(value=1)])  # cached for the second run
 
-    recorder = Recorder()
+    recorder = EventRecorder()
     scaled_one = Scaled(source=Number(value=1), factor=2)
     scaled_two = Scaled(source=Number(value=2), factor=3)
     explodes = Explodes(source=Number(value=3))
@@ -429,7 +359,7 @@ def test_a_real_serial_run_folds_into_matching_counts(tmp_path: Path, monkeypatc
 def test_a_real_interrupted_run_ends_interrupted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LABTECH_NB_PROGRESS", "off")
     lab = labtech.Lab(storage=None, runner_backend="serial")
-    recorder = Recorder()
+    recorder = EventRecorder()
     with pytest.raises(KeyboardInterrupt):
         lab.run_tasks([Number(value=1), Interrupts(value=1), Number(value=2)], observers=[recorder])
     progress = recorder.progress
@@ -450,7 +380,7 @@ def test_a_recomputed_cache_entry_keeps_the_counts_consistent(tmp_path: Path, mo
     (data,) = (tmp_path / "storage").glob("pickle__*Scaled__*/data.pickle")
     data.write_bytes(b"not a pickle")
 
-    recorder = Recorder()
+    recorder = EventRecorder()
     running_after_success: list[int] = []
 
     def snapshot(event: Event) -> None:
@@ -478,7 +408,7 @@ def test_totals_count_cache_loads_but_not_the_dependencies_of_cached_tasks(
     cached = Scaled(source=Number(value=4), factor=2)
     lab.run_tasks([cached])
 
-    recorder = Recorder()
+    recorder = EventRecorder()
     fresh = Scaled(source=Number(value=6), factor=2)
     assert lab.run_tasks([cached, fresh], observers=[recorder]) == {cached: 8, fresh: 12}
     started = recorder.events[0]

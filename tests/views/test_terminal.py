@@ -21,41 +21,12 @@ from typing import Any
 import pytest
 
 import labtech_nb as labtech
-from labtech_nb.engine.events import (
-    Event,
-    ResourceSample,
-    RunFinished,
-    RunStarted,
-    TaskFailed,
-    TaskLoaded,
-    TaskQueued,
-    TaskSkipped,
-    TaskStarted,
-    TaskSucceeded,
-)
+from labtech_nb.engine.events import Event
 from labtech_nb.exceptions import DependencyFailedError, LabError
 from labtech_nb.views.run_progress import RunProgress
 from labtech_nb.views.terminal import TerminalView, format_top
-
-T0 = 1_767_621_775.0  # any fixed time: the view must take every time from events and its clock
-
-
-@labtech.task
-class Leaf:
-    n: int
-
-    def run(self) -> int:
-        return self.n
-
-
-@labtech.task
-class Root:
-    leaves: Any
-
-    def run(self) -> int:
-        if any(leaf.result < 0 for leaf in self.leaves):
-            raise ValueError("negative leaf")
-        return sum(leaf.result for leaf in self.leaves)
+from tests.support.events import T0, EventFeed
+from tests.support.tasks import Leaf, Root
 
 
 class FakeClock:
@@ -73,10 +44,10 @@ def text_view(**kwargs: Any) -> tuple[TerminalView, io.StringIO, FakeClock]:
     return view, stream, clock
 
 
-def play(view: TerminalView, clock: FakeClock, timeline: list[tuple[float, Event]]) -> None:
-    """Deliver each event at its offset from T0 (the clock reads the same)."""
-    for offset, event in timeline:
-        clock.now = T0 + offset
+def play(view: TerminalView, clock: FakeClock, events: list[Event], time_scale: float = 1.0) -> None:
+    """Deliver each event with the clock at its time (its offset from T0 multiplied by ``time_scale``)."""
+    for event in events:
+        clock.now = T0 + (event.time - T0) * time_scale
         view(event)
 
 
@@ -84,31 +55,28 @@ LEAVES = [Leaf(n=1), Leaf(n=2), Leaf(n=3)]
 ROOTS = [Root(leaves=LEAVES[:2]), Root(leaves=LEAVES)]
 
 
-def recorded_run(final_state: str = "failed") -> list[tuple[float, Event]]:
+def recorded_run(final_state: str = "failed") -> list[Event]:
     """5 tasks: Leaf[1] loaded, Leaf[2] and Leaf[3] run, Root[1] fails, Root[2] skipped."""
-
-    def at(offset: float, event_type: type, *args: Any, **kwargs: Any) -> tuple[float, Event]:
-        return offset, event_type(*args, time=T0 + offset, **kwargs)
-
+    feed = EventFeed(T0)
     start = datetime(2026, 1, 5, 14, 2, 55)
     return [
-        at(0, RunStarted, "run1", total=5, counts_by_type={"Leaf": 3, "Root": 2}, cached=1),
-        at(1, TaskQueued, "Leaf[1]", "Leaf", LEAVES[0], True),
-        at(1, TaskStarted, "Leaf[1]", "load", start, 100),
-        at(1, TaskLoaded, "Leaf[1]", LEAVES[0]),
-        at(2, TaskQueued, "Leaf[2]", "Leaf", LEAVES[1], False),
-        at(2, TaskStarted, "Leaf[2]", "run", start, 101),
-        at(2, TaskQueued, "Leaf[3]", "Leaf", LEAVES[2], False),
-        at(2, TaskStarted, "Leaf[3]", "run", start, 102),
-        at(7, TaskSucceeded, "Leaf[2]", LEAVES[1], 5.0),
-        at(10, ResourceSample, "Leaf[3]", 99.0, 2**20),
-        at(12, TaskSucceeded, "Leaf[3]", LEAVES[2], 10.0),
-        at(12, TaskQueued, "Root[1]", "Root", ROOTS[0], False),
-        at(12, TaskStarted, "Root[1]", "run", start, 103),
-        at(19.9, ResourceSample, "Root[1]", 50.0, 2**20),
-        at(20, TaskFailed, "Root[1]", ROOTS[0], ValueError("negative leaf"), "Traceback ...\nValueError: negative leaf\n"),
-        at(20, TaskSkipped, "Root[2]", ROOTS[1], DependencyFailedError(ROOTS[1], ROOTS[0])),
-        at(25, RunFinished, "run1", final_state, {"loaded": 1, "done": 2, "failed": 1, "skipped": 1}),
+        feed.start({"Leaf": 3, "Root": 2}, offset=0, cached=1),
+        feed.queue("Leaf[1]", "Leaf", offset=1, task=LEAVES[0], cached=True),
+        feed.begin("Leaf[1]", offset=1, kind="load", start=start, pid=100),
+        feed.load("Leaf[1]", offset=1, task=LEAVES[0]),
+        feed.queue("Leaf[2]", "Leaf", offset=2, task=LEAVES[1]),
+        feed.begin("Leaf[2]", offset=2, start=start, pid=101),
+        feed.queue("Leaf[3]", "Leaf", offset=2, task=LEAVES[2]),
+        feed.begin("Leaf[3]", offset=2, start=start, pid=102),
+        feed.succeed("Leaf[2]", offset=7, task=LEAVES[1], duration=5.0),
+        feed.sample("Leaf[3]", 99.0, 2**20, offset=10),
+        feed.succeed("Leaf[3]", offset=12, task=LEAVES[2], duration=10.0),
+        feed.queue("Root[1]", "Root", offset=12, task=ROOTS[0]),
+        feed.begin("Root[1]", offset=12, start=start, pid=103),
+        feed.sample("Root[1]", 50.0, 2**20, offset=19.9),
+        feed.fail("Root[1]", ValueError("negative leaf"), "Traceback ...\nValueError: negative leaf\n", offset=20, task=ROOTS[0]),
+        feed.skip("Root[2]", ROOTS[1], DependencyFailedError(ROOTS[1], ROOTS[0]), offset=20),
+        feed.finish(final_state, offset=25, counts={"loaded": 1, "done": 2, "failed": 1, "skipped": 1}),
     ]
 
 
@@ -147,8 +115,7 @@ def test_a_longer_summary_interval_writes_fewer_lines() -> None:
 
 def test_no_periodic_lines_when_the_run_is_shorter_than_the_interval() -> None:
     view, stream, clock = text_view()  # default summary_interval: 10 s
-    timeline = [(offset / 10, event) for offset, event in recorded_run("interrupted")]
-    play(view, clock, timeline)
+    play(view, clock, recorded_run("interrupted"), time_scale=0.1)
     assert stream.getvalue().splitlines() == [
         "labtech_nb: running 5 tasks (Leaf: 3, Root: 2)",
         "labtech_nb: interrupted, 3/5 done, 1 from cache, 0 running, 1 failed, 1 skipped, elapsed 0:00:25",
@@ -292,14 +259,15 @@ TOTAL_MEMORY = 1_000
 def active_progress(*rows: tuple[str, str, int, datetime, float | None, int | None]) -> RunProgress:
     """A model with one active task per row: (name, kind, pid, start, cpu, rss bytes)."""
     progress = RunProgress()
-    progress.observe(RunStarted("r", total=len(rows) + 1, counts_by_type={"Fit": len(rows) + 1}, cached=0, time=T0))
-    progress.observe(TaskQueued("Fit[99]", "Fit", object(), False, time=T0))  # queued tasks are not in the table
+    feed = EventFeed(T0, run_id="r", observer=progress)
+    feed.start({"Fit": len(rows) + 1})
+    feed.queue("Fit[99]", "Fit", task=object())  # queued tasks are not in the table
     for name, kind, pid, start, cpu, rss in rows:
-        progress.observe(TaskQueued(name, "Fit", object(), kind == "load", time=T0))
-        progress.observe(TaskStarted(name, kind, start, pid, time=T0))
+        feed.queue(name, "Fit", task=object(), cached=kind == "load")
+        feed.begin(name, kind=kind, pid=pid, start=start)
         if cpu is not None and rss is not None:
             children, threads = (2, 4) if kind == "run" else (12, 16)
-            progress.observe(ResourceSample(name, cpu, rss, children=children, threads=threads, time=T0))
+            feed.sample(name, cpu, rss, children=children, threads=threads)
     return progress
 
 
