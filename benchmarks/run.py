@@ -5,7 +5,9 @@ Usage (from the repository root):
     .venv/bin/python benchmarks/run.py [--smoke] [--disk] [--out DIR] [--only NAME...]
 
 - Creates (or reuses) ``.venv-labtech`` at the repository root, a virtual environment holding
-  labtech==1.1.0, numpy and psutil. It is reused when it already imports labtech 1.1.0.
+  labtech==1.1.0, numpy, psutil and scikit-learn (the version this interpreter has, for the
+  ``tutorial`` scenario). It is reused when it already imports labtech 1.1.0 and that
+  scikit-learn; otherwise the missing packages are installed into it.
 - Runs every scenario in ``benchmarks/scenarios/`` against both libraries, alternating between them
   within one session, each measurement in a fresh subprocess: ``.venv-labtech/bin/python`` for
   labtech, this interpreter for labtech_nb. For labtech_nb, ``benchmarks/shim`` is put on PYTHONPATH
@@ -25,6 +27,7 @@ import argparse
 import dataclasses
 import datetime
 import fcntl
+import importlib.metadata
 import json
 import os
 import platform
@@ -51,12 +54,17 @@ LIBRARIES = ("labtech", "labtech_nb")
 RESULT_PREFIX = "BENCH_RESULT "
 BUSY_SHARE = 0.25  # a measurement during which other processes used more of the CPU is flagged as disturbed
 EN_DASH, TIMES = "\u2013", "\u00d7"  # for the Markdown report
-SCENARIO_NAMES = ("trivial", "fanout", "listing", "big_results", "floor")
+#: For the tutorial's scikit-learn fits: with two workers on two cores, multi-threaded BLAS
+#: oversubscribes the machine, and one logistic regression then takes 0.5-4 s instead of 0.1 s.
+ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+SCENARIO_NAMES = ("trivial", "fanout", "listing", "big_results", "tutorial", "dashboard", "floor")
 DESCRIPTIONS = {
     "trivial": "N trivial tasks: first run (compute + cache) and cached re-run, per task",
     "fanout": "one large array result feeding many small dependents, per backend",
-    "listing": "cached_tasks() and uncache_tasks() over many cached entries",
+    "listing": "cached_tasks() and uncache_tasks() over many cached entries; labtech_nb also: the cache browser's first page",
     "big_results": "tasks returning large arrays on the fork backend: first run, cached reload, parent peak RSS",
+    "tutorial": "the labtech tutorial's final pipeline (scikit-learn, no mlflow) on fork: first run and cached re-run",
+    "dashboard": "labtech_nb only: N trivial tasks on fork with no view and with the notebook dashboard attached",
     "floor": "no library: bare pickle+rename and ProcessPoolExecutor round trip (control: ratio ≈ 1)",
 }
 METRIC_LABELS = {
@@ -68,6 +76,14 @@ METRIC_LABELS = {
     "workers_peak_uss_mb": "all workers' peak USS",
     "cached_tasks_s": "cached_tasks([T])",
     "uncache_tasks_s": "uncache_tasks(all)",
+    "browser_first_page_s": "browse_cache() to first page",
+    "first_run_s": "first run",
+    "cached_rerun_s": "cached re-run",
+    "no_view_s": "wall time, no view",
+    "dashboard_s": "wall time, dashboard attached",
+    "dashboard_overhead_pct": "dashboard overhead, wall time",
+    "dashboard_observer_pct": "dashboard overhead, time in its observer",
+    "frontend_messages": "messages to the front end",
     "first_s": "first run",
     "cached_s": "cached reload",
     "first_parent_peak_rss_mb": "parent peak RSS, first run",
@@ -89,6 +105,10 @@ class Case:
     #: labtech's fork backend needs about 11 ms per task for a first run plus a cached re-run, so
     #: 20,000 tasks take ~215 s on a quiet 2-core machine and over 300 s on a busy one.
     min_timeout: float = 0
+    #: The libraries the case runs on: a scenario for a feature labtech lacks runs on labtech_nb only.
+    libraries: tuple[str, ...] = LIBRARIES
+    #: Extra environment variables of the scenario's process (both libraries).
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def build_cases(smoke: bool) -> list[Case]:
@@ -125,7 +145,27 @@ def build_cases(smoke: bool) -> list[Case]:
             {"tasks": tasks, "mb": mb, "backend": "fork"},
         )
     )
+    estimators, datasets = (2, "iris") if smoke else (10, "digits,iris")
+    cases.append(
+        Case(
+            "tutorial",
+            f"{datasets.replace(',', '+')}, RF 1-{estimators} + LR, fork",
+            ["--estimators", str(estimators), "--datasets", datasets],
+            {"estimators": estimators, "datasets": datasets.split(","), "backend": "fork", "env": ONE_BLAS_THREAD},
+            env=ONE_BLAS_THREAD,
+        )
+    )
     n = 200 if smoke else 5_000
+    rounds = 1 if smoke else 2
+    cases.append(
+        Case(
+            "dashboard",
+            f"n={n} fork",
+            ["--n", str(n), "--rounds", str(rounds)],
+            {"n": n, "backend": "fork", "rounds": rounds},
+            libraries=("labtech_nb",),
+        )
+    )
     cases.append(Case("floor", f"n={n}", ["--n", str(n)], {"n": n}))
     return cases
 
@@ -138,11 +178,15 @@ def log(message: str) -> None:
 # The labtech virtual environment
 
 
-def interpreter_versions(python: str, env: dict[str, str] | None = None) -> dict[str, str] | None:
+def interpreter_versions(python: str, env: dict[str, str] | None = None) -> dict[str, str | None] | None:
+    """Versions an interpreter imports (labtech, numpy, psutil are required; scikit-learn is None when missing)."""
     code = (
-        "import json, sys, platform; import labtech, numpy, psutil; "
+        "import json, sys, platform; import labtech, numpy, psutil\n"
+        "try:\n    import sklearn; sklearn_version = sklearn.__version__\n"
+        "except ImportError:\n    sklearn_version = None\n"
         "print(json.dumps({'labtech': labtech.__version__, 'numpy': numpy.__version__, "
-        "'psutil': psutil.__version__, 'python': platform.python_version(), 'executable': sys.executable}))"
+        "'psutil': psutil.__version__, 'sklearn': sklearn_version, 'python': platform.python_version(), "
+        "'executable': sys.executable}))"
     )
     try:
         out = subprocess.run(
@@ -155,36 +199,52 @@ def interpreter_versions(python: str, env: dict[str, str] | None = None) -> dict
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def wanted_sklearn() -> str:
+    """The scikit-learn requirement for .venv-labtech: the version labtech_nb's interpreter has, so
+    that the ``tutorial`` scenario fits the same models on both sides."""
+    # Read from the installed metadata, not by importing it: the scenarios' processes start from
+    # this one, and Linux carries a process's peak RSS across fork and exec into their figures.
+    try:
+        return f"scikit-learn=={importlib.metadata.version('scikit-learn')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "scikit-learn"
+
+
+def labtech_venv_is_ready(versions: dict[str, str | None] | None, sklearn_requirement: str) -> bool:
+    if not versions or versions["labtech"] != LABTECH_VERSION or versions.get("sklearn") is None:
+        return False
+    _, _, pinned = sklearn_requirement.partition("==")
+    return not pinned or versions["sklearn"] == pinned
+
+
 def ensure_labtech_venv() -> str:
-    """Create .venv-labtech with labtech 1.1.0 (or reuse it) and return its interpreter."""
+    """Create .venv-labtech with labtech 1.1.0 and scikit-learn (or reuse it) and return its interpreter.
+
+    An existing environment that lacks scikit-learn, or has another version of it than this
+    interpreter, gets it installed (pip upgrades or downgrades in place).
+    """
     python = LABTECH_VENV / "bin" / "python"
+    sklearn_requirement = wanted_sklearn()
     # Serialise concurrent runs (e.g. a test and a manual run) on a lock held on this very file.
     with open(__file__) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         versions = interpreter_versions(str(python)) if python.exists() else None
-        if versions and versions["labtech"] == LABTECH_VERSION:
+        if labtech_venv_is_ready(versions, sklearn_requirement):
             return str(python)
         if not python.exists():
             log(f"creating {LABTECH_VENV} ...")
             subprocess.run([sys.executable, "-m", "venv", str(LABTECH_VENV)], check=True)
-        log(f"installing labtech=={LABTECH_VERSION} numpy psutil into {LABTECH_VENV} ...")
+        requirements = [f"labtech=={LABTECH_VERSION}", "numpy", "psutil", sklearn_requirement]
+        log(f"installing {' '.join(requirements)} into {LABTECH_VENV} ...")
         subprocess.run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                f"labtech=={LABTECH_VERSION}",
-                "numpy",
-                "psutil",
-            ],
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements],
             check=True,
         )
         versions = interpreter_versions(str(python))
-        if not versions or versions["labtech"] != LABTECH_VERSION:
-            raise SystemExit(f"{LABTECH_VENV} does not import labtech {LABTECH_VERSION} after installation")
+        if not labtech_venv_is_ready(versions, sklearn_requirement):
+            raise SystemExit(
+                f"{LABTECH_VENV} does not import labtech {LABTECH_VERSION} and {sklearn_requirement} after installation"
+            )
     return str(python)
 
 
@@ -229,7 +289,7 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def machine_description(storage_root: Path, interpreters: dict[str, dict[str, str] | None]) -> dict[str, Any]:
+def machine_description(storage_root: Path, interpreters: dict[str, dict[str, str | None] | None]) -> dict[str, Any]:
     try:
         hypervisor = "yes" if "hypervisor" in Path("/proc/cpuinfo").read_text() else "no"
     except OSError:
@@ -247,6 +307,7 @@ def machine_description(storage_root: Path, interpreters: dict[str, dict[str, st
         "os": platform.platform(),
         "python": {lib: (info or {}).get("python") for lib, info in interpreters.items()},
         "numpy": {lib: (info or {}).get("numpy") for lib, info in interpreters.items()},
+        "scikit_learn": {lib: (info or {}).get("sklearn") for lib, info in interpreters.items()},
         "library_versions": {lib: (info or {}).get("labtech") for lib, info in interpreters.items()},
         "storage": storage_description(storage_root),
         "openblas_env": {name: os.environ.get(name) for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
@@ -303,6 +364,7 @@ def run_measurement(
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(case.env)
     if library == "labtech_nb":
         env["PYTHONPATH"] = str(SHIM_DIR)
     storage = Path(tempfile.mkdtemp(prefix=f"labtech-bench-{case.scenario}-", dir=storage_root))
@@ -371,6 +433,8 @@ def unit_of(metric: str) -> str:
         return "MiB"
     if metric.endswith("_s"):
         return "s"
+    if metric.endswith("_pct"):
+        return "%"
     return ""
 
 
@@ -390,10 +454,15 @@ def aggregate(cases: list[Case], runs: dict[tuple[str, str], dict[str, list[dict
                         metric_names.append(name)
         metrics: dict[str, Any] = {}
         for name in metric_names:
-            entry: dict[str, Any] = {"unit": unit_of(name), "label": METRIC_LABELS.get(name, name)}
+            entry: dict[str, Any] = {"unit": unit_of(name), "label": METRIC_LABELS.get(name, name), "not_measured": []}
             for lib in LIBRARIES:
-                values = [r["metrics"][name] for r in by_lib.get(lib, []) if r.get("ok") and name in r["metrics"]]
+                succeeded = [r for r in by_lib.get(lib, []) if r.get("ok")]
+                values = [r["metrics"][name] for r in succeeded if name in r["metrics"]]
                 entry[lib] = summarise(values) if values else None
+                # Not run on this library, or run fine without reporting the metric: the library
+                # lacks the feature ("—" in the table). None with no such mark means it failed.
+                if lib not in case.libraries or (succeeded and not values):
+                    entry["not_measured"].append(lib)
             if entry["labtech"] and entry["labtech_nb"] and entry["labtech_nb"]["median"] > 0:
                 entry["ratio"] = entry["labtech"]["median"] / entry["labtech_nb"]["median"]
             else:
@@ -414,9 +483,9 @@ def fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-def cell(summary: dict[str, Any] | None) -> str:
+def cell(summary: dict[str, Any] | None, not_measured: bool = False) -> str:
     if not summary:
-        return "failed"
+        return "—" if not_measured else "failed"
     if len(summary["values"]) == 1:
         return fmt(summary["median"])
     return f"{fmt(summary['median'])} ({fmt(summary['min'])}{EN_DASH}{fmt(summary['max'])})"
@@ -477,9 +546,8 @@ def markdown(report: dict[str, Any]) -> str:
             for metric in case["metrics"].values():
                 ratio = f"{metric['ratio']:.2f}{TIMES}" if metric["ratio"] is not None else "—"
                 label = f"{metric['label']} ({metric['unit']})" if metric["unit"] else metric["label"]
-                lines.append(
-                    f"| {scenario_name} | {case_name} | {label} | {cell(metric['labtech'])} | {cell(metric['labtech_nb'])} | {ratio} |"
-                )
+                cells = [cell(metric[lib], lib in metric.get("not_measured", ())) for lib in LIBRARIES]
+                lines.append(f"| {scenario_name} | {case_name} | {label} | {' | '.join(cells)} | {ratio} |")
     header = [
         "# labtech_nb vs labtech 1.1.0 benchmark",
         "",
@@ -489,6 +557,14 @@ def markdown(report: dict[str, Any]) -> str:
         "labtech_nb is faster or uses less memory.",
         "",
     ]
+    single_library = any(
+        metric.get("not_measured")
+        for scenario in report["scenarios"].values()
+        for case in scenario["cases"].values()
+        for metric in case["metrics"].values()
+    )
+    if single_library:
+        header[-1:] = ["— means not measured: labtech has no such feature (the cache browser, the notebook dashboard).", ""]
     load = report.get("machine_load") or {}
     if load.get("measurements"):
         header[-1:] = [
@@ -505,12 +581,14 @@ def markdown(report: dict[str, Any]) -> str:
         f"- RAM: {machine['ram_gib']} GiB",
         f"- OS: {machine['os']}",
         f"- Python: {', '.join(f'{lib} {version}' for lib, version in machine['python'].items())}; "
-        f"numpy: {', '.join(f'{lib} {version}' for lib, version in machine['numpy'].items())}",
+        f"numpy: {', '.join(f'{lib} {version}' for lib, version in machine['numpy'].items())}; "
+        f"scikit-learn: {', '.join(f'{lib} {version}' for lib, version in machine.get('scikit_learn', {}).items())}",
         f"- Versions: {', '.join(f'{lib} {version}' for lib, version in machine['library_versions'].items())} "
         f"(labtech_nb commit {machine['labtech_nb_commit']})",
         f"- Storage: {machine['storage']}",
         f"- OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: {machine['openblas_env']['OPENBLAS_CORETYPE']} / "
-        f"{machine['openblas_env']['OPENBLAS_L2_SIZE']} (left as found; the scenarios only allocate arrays, no BLAS)",
+        f"{machine['openblas_env']['OPENBLAS_L2_SIZE']} (left as found; only `tutorial` calls BLAS, "
+        f"with {', '.join(f'{name}={value}' for name, value in ONE_BLAS_THREAD.items())})",
         "",
     ]
     problems = []
@@ -612,15 +690,15 @@ def main(argv: list[str] | None = None) -> int:
 
     started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     runs: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
-        (c.scenario, c.name): {lib: [] for lib in LIBRARIES} for c in cases
+        (c.scenario, c.name): {lib: [] for lib in c.libraries} for c in cases
     }
-    total = repeats * len(cases) * len(LIBRARIES)
+    total = repeats * sum(len(c.libraries) for c in cases)
     done = 0
     for repeat in range(repeats):
         for index, case in enumerate(cases):
             # Alternate which library goes first, so that neither always runs on a warmer machine.
             order = LIBRARIES if (repeat + index) % 2 == 0 else LIBRARIES[::-1]
-            for lib in order:
+            for lib in (lib for lib in order if lib in case.libraries):
                 done += 1
                 record = run_measurement(case, lib, pythons[lib], storage_root, max(args.timeout, case.min_timeout), quiet_wait)
                 runs[(case.scenario, case.name)][lib].append(record)

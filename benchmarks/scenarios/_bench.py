@@ -140,3 +140,40 @@ class Timer:
 def count_entries(storage_dir: str) -> int:
     """Number of cache entry directories in a LocalStorage directory."""
     return sum(1 for entry in os.scandir(storage_dir) if entry.is_dir())
+
+
+class FrontEndRecorder:
+    """Stands in for a Jupyter kernel's comm channel: every widget message to the front end is
+    counted and serialised to JSON (as a kernel would before sending it), then dropped.
+
+    Only for labtech_nb runs: it needs the ``comm`` package, which ipywidgets uses to talk to the
+    front end. ``install()`` makes every widget created afterwards send through it.
+    """
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.bytes = 0
+        self.by_type: dict[str, int] = {}
+
+    def install(self) -> FrontEndRecorder:
+        import comm
+
+        recorder = self
+
+        class RecordingComm(comm.DummyComm):
+            def publish_msg(
+                self, msg_type: str, data: Any = None, metadata: Any = None, buffers: Any = None, **keys: Any
+            ) -> None:
+                recorder.messages += 1
+                recorder.by_type[msg_type] = recorder.by_type.get(msg_type, 0) + 1
+                recorder.bytes += len(json.dumps({"data": data, "metadata": metadata}, default=str))
+                recorder.bytes += sum(len(memoryview(buffer)) for buffer in buffers or ())
+
+        comm.create_comm = lambda *args, **kwargs: RecordingComm(*args, **kwargs)
+        return self
+
+    def counts(self) -> dict[str, Any]:
+        """Messages and bytes since the previous call, then starts counting anew."""
+        counts = {"messages": self.messages, "bytes": self.bytes, "by_type": dict(self.by_type)}
+        self.messages, self.bytes, self.by_type = 0, 0, {}
+        return counts
