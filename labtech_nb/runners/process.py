@@ -13,7 +13,6 @@ import multiprocessing
 import os
 import signal
 import sys
-import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -128,11 +127,7 @@ class ProcessRunner(Runner):
         self._next_job_id = 0
         self._publish: Any = lambda event: None
         self._result_needed: Callable[[Any], bool] = lambda task: True
-        self._closed = threading.Event()
         self._sampler = ResourceSampler(self._active_tasks, lambda event: self._publish(event))
-        if not per_task:
-            for _ in range(max_workers):
-                self._workers.append(self._start_worker())
 
     def set_event_publisher(self, publish: Any) -> None:
         """Send events from workers (output, progress, resource samples) to ``publish``."""
@@ -178,6 +173,11 @@ class ProcessRunner(Runner):
                 self._workers.append(worker)
                 self._announce_start(worker, job)
             return
+        # Workers start when there is work for them: a run that only loads cached results starts none.
+        idle = sum(1 for worker in self._workers if not worker.jobs)
+        while len(self._queue) > idle and len(self._workers) < self.max_concurrency:
+            self._workers.append(self._start_worker())
+            idle += 1
         for depth in range(1, JOBS_PER_WORKER + 1):
             available = [worker for worker in self._workers if len(worker.jobs) < depth]
             while self._queue and available:
@@ -306,8 +306,6 @@ class ProcessRunner(Runner):
         error = TaskDiedError(died_message(job.task, worker.process.exitcode))
         attach_traceback(error)
         self._retire(worker)
-        if not self.per_task and not self._closed.is_set():
-            self._workers.append(self._start_worker())
         return job.task, error
 
     def _retire(self, worker: _Worker) -> None:
@@ -368,7 +366,6 @@ class ProcessRunner(Runner):
         return rows
 
     def close(self) -> None:
-        self._closed.set()
         self._sampler.stop()
         for worker in list(self._workers):
             try:

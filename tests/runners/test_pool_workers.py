@@ -6,11 +6,13 @@ import threading
 import tracemalloc
 from multiprocessing import Pipe
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import labtech_nb as labtech
+from labtech_nb.runners.process import ProcessRunner
 from labtech_nb.runners.transfer import INLINE_LIMIT, decode, encode, receive_message, send_message
 from tests.runners.pool_tasks import CountHeld, MakeHeld
 
@@ -55,3 +57,28 @@ def test_payloads_arrive_whole_and_writable_without_a_second_copy(megabytes: int
     got_array[0] = -1.0  # the array uses the received buffer, which is writable
     if megabytes:
         assert peak < array.nbytes * 1.1, f"receiving {array.nbytes} bytes peaked at {peak} bytes"
+
+
+@pytest.mark.parametrize("backend", ["fork", "spawn"])
+def test_workers_start_only_for_tasks_that_must_run(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[int] = []
+    start_worker = ProcessRunner._start_worker
+
+    def counting_start(self: ProcessRunner, job: Any = None) -> Any:
+        worker = start_worker(self, job)
+        started.append(worker.process.pid)
+        return worker
+
+    monkeypatch.setattr(ProcessRunner, "_start_worker", counting_start)
+    makers = [MakeHeld(n=n) for n in range(3)]
+    lab = labtech.Lab(storage=tmp_path, runner_backend=backend, max_workers=4)
+
+    lab.run_tasks(makers[:1], disable_progress=True, disable_top=True)
+    assert len(started) == 1  # one task to run: one worker, not max_workers
+
+    results = lab.run_tasks(makers[:1], disable_progress=True, disable_top=True)
+    assert len(started) == 1  # everything cached: no worker at all
+    assert results[makers[0]].n == 0
+
+    lab.run_tasks(makers, disable_progress=True, disable_top=True)
+    assert len(started) == 3  # two tasks to run
