@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -88,6 +89,13 @@ def begin_entry_write(storage: Any, key: str) -> EntryWriter:
 
 def check_key(key: str, storage_dir: str) -> None:
     """Raise `StorageError` unless ``key`` names one directory directly under ``storage_dir``."""
+    if type(key) is str and type(storage_dir) is str:
+        _check_key_once(key, storage_dir)  # the same key is checked several times per task
+    else:
+        _check_key(key, storage_dir)
+
+
+def _check_key(key: str, storage_dir: str) -> None:
     if not key:
         raise StorageError("Key cannot be empty")
     for char in FORBIDDEN_KEY_CHARACTERS:
@@ -111,9 +119,22 @@ def _check_representable(name: str, what: str) -> None:
 
 def check_filename(filename: str, key_dir: str) -> None:
     """Raise `StorageError` unless ``filename`` names a file directly inside ``key_dir``."""
+    if type(filename) is str and filename in _VALID_FILENAMES:
+        return
+    _check_filename(filename, key_dir)
+    if len(_VALID_FILENAMES) < 256:
+        _VALID_FILENAMES.add(filename)
+
+
+def _check_filename(filename: str, key_dir: str) -> None:
     _check_representable(filename, "Filename")
     separators = [char for char in ("/", "\\", os.sep, os.altsep) if char]
     if not filename or filename in (os.curdir, os.pardir) or any(char in filename for char in separators) or "\0" in filename:
         raise StorageError(
             f"Filename '{filename}' should only reference a directory directly under the storage key directory '{key_dir}'"
         )
+
+
+# Checks that passed are remembered (failures are not: they raise each time).
+_check_key_once = functools.lru_cache(maxsize=4096)(_check_key)
+_VALID_FILENAMES: set[str] = set()
