@@ -5,6 +5,12 @@ dependents by reference, as a top-level argument, so Ray resolves it zero-copy w
 schedule dependents near the data. Output lines, in-task progress and start events travel to the
 driver through a small queue actor, so the terminal view and the notebook dashboard work unchanged.
 
+Stopping has two stages, as with the local backends. The first lets running tasks finish and cancels
+those Ray has not started: each Ray task asks the queue actor for leave to begin, and the driver
+cancels through the same actor, so a task is either cancelled before it begins or left to finish,
+however late its start event reaches the driver. The second force-cancels the running tasks, which
+kills their Ray workers.
+
 Requires ``pip install labtech_nb[ray]`` and a ``ray.init()`` before the run.
 """
 
@@ -30,12 +36,28 @@ except ImportError as error:  # pragma: no cover - exercised where ray is missin
     ) from error
 
 
+#: What a Ray task returns (as its metadata) when the run was stopped before it could begin.
+_NOT_STARTED = "labtech_nb:not-started"
+
+#: How long closing the runner waits for Ray to confirm that force-cancelled tasks ended.
+_CANCEL_TIMEOUT_SECONDS = 5.0
+
+#: How a Ray task this runner cancelled ends (a forced cancel kills the worker: WorkerCrashedError).
+_CANCELLED_ERRORS = (ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)
+
+
 @ray.remote
 class _EventQueue:
-    """Collects events from Ray workers until the driver fetches them."""
+    """Collects events from Ray workers until the driver fetches them, and decides which tasks begin.
+
+    Its methods run one at a time, so a submission either begins (and is then left to finish by a
+    first stop) or is cancelled (and then never runs its task), never both.
+    """
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self.begun: set[int] = set()
+        self.cancelled: set[int] = set()
 
     def put(self, events: list[Event]) -> None:
         self.events.extend(events)
@@ -44,16 +66,34 @@ class _EventQueue:
         events, self.events = self.events, []
         return events
 
+    def begin(self, submission: int) -> bool:
+        """Whether a Ray task about to run a task may do so (False once the driver cancelled it)."""
+        if submission in self.cancelled:
+            return False
+        self.begun.add(submission)
+        return True
+
+    def cancel(self, submissions: list[int]) -> list[int]:
+        """Cancel those of ``submissions`` that have not begun; returns them."""
+        waiting = [submission for submission in submissions if submission not in self.begun]
+        self.cancelled.update(waiting)
+        return waiting
+
 
 def _execute_remote(
     task: Any,
     task_name: str,
+    submission: int,
     context: LabContext,
     storage: Storage,
     queue: Any,
     dependency_tasks: list[Any],
     *dependency_values: Any,
-) -> tuple[ResultMeta, Any]:
+) -> tuple[ResultMeta | str, Any]:
+    # Wait on a future rather than with ray.get: a task blocked in ray.get lends its CPUs to other
+    # Ray tasks meanwhile, which could start a task the cluster has no room for.
+    if not queue.begin.remote(submission).future().result():
+        return _NOT_STARTED, None
     results = {
         dependency: TaskResult(value, meta)
         for dependency, (meta, value) in zip(dependency_tasks, _pairs(dependency_values), strict=True)
@@ -86,15 +126,16 @@ class RayRunner(Runner):
         self._context_ref = ray.put(context)
         self._queue = _EventQueue.remote()  # type: ignore[attr-defined]
         self._results: dict[Any, tuple[Any, Any, Any]] = {}  # task -> (meta, meta ref, value ref)
-        self._pending: dict[Any, tuple[Any, str]] = {}  # meta ref -> (task, name)
+        self._pending: dict[Any, tuple[Any, str, int]] = {}  # meta ref -> (task, name, submission number)
+        self._submissions = 0
         self._value_refs: dict[Any, Any] = {}
         self._started: set[str] = set()
         self._cancelled: set[Any] = set()
         self._completed: deque[tuple[Any, ResultMeta | BaseException]] = deque()
         self._publish: Any = lambda event: None
         self.max_concurrency = int(ray.cluster_resources().get("CPU", 1)) or 1
-        # Ray starts whatever it is given: hand it no more than it can run, so nothing sits queued
-        # on the cluster where a stop could not reliably cancel it.
+        # Hand Ray no more than it can run: the rest waits in the lab's queue, where the views count
+        # it as queued and a stop drops it without asking the cluster.
         self.max_in_flight = self.max_concurrency
         self._values: dict[Any, Any] = {}
 
@@ -120,10 +161,11 @@ class RayRunner(Runner):
             runtime_env["env_vars"] = {**mlflow_env, **runtime_env.get("env_vars", {})}
             options["runtime_env"] = runtime_env
         remote = _remote_execute.options(name=task_name, **options) if options else _remote_execute.options(name=task_name)
+        self._submissions += 1
         meta_ref, value_ref = remote.remote(
-            task, task_name, self._context_ref, self.storage, self._queue, dependencies, *arguments
+            task, task_name, self._submissions, self._context_ref, self.storage, self._queue, dependencies, *arguments
         )
-        self._pending[meta_ref] = (task, task_name)
+        self._pending[meta_ref] = (task, task_name, self._submissions)
         self._value_refs[meta_ref] = value_ref
 
     def _load_in_driver(self, task: Any, task_name: str) -> None:
@@ -157,7 +199,7 @@ class RayRunner(Runner):
             ready, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
             self._drain_events()
         for meta_ref in ready:
-            task, _task_name = self._pending.pop(meta_ref)
+            task, _task_name, _submission = self._pending.pop(meta_ref)
             value_ref = self._value_refs.pop(meta_ref)
             outcome = self._outcome(task, meta_ref, value_ref)
             if outcome is not None:
@@ -169,31 +211,50 @@ class RayRunner(Runner):
             meta = ray.get(meta_ref)
         except Exception as error:
             _consume_error(value_ref)
-            if isinstance(error, ray.exceptions.TaskCancelledError) and meta_ref in self._cancelled:
+            if meta_ref in self._cancelled and isinstance(error, _CANCELLED_ERRORS):
                 return None
             failure = _task_failure(task, error)
             attach_traceback(failure)
             return task, failure
+        if isinstance(meta, str) and meta == _NOT_STARTED:
+            return None
         self._results[task] = (meta, meta_ref, value_ref)
         return task, meta
 
     def cancel(self) -> None:
-        for meta_ref, (_task, task_name) in list(self._pending.items()):
-            if task_name not in self._started:
-                self._cancelled.add(meta_ref)
-                ray.cancel(meta_ref)
+        """Cancel the Ray tasks that have not begun; running ones finish (and cache) as usual."""
+        submissions = {submission: meta_ref for meta_ref, (_task, _name, submission) in self._pending.items()}
+        if not submissions:
+            return
+        # The queue actor decides: whatever it reports as not begun never runs its task, even if
+        # Ray already placed it on a worker, so the (non-forced) Ray cancel cannot interrupt a task.
+        for submission in ray.get(self._queue.cancel.remote(list(submissions))):
+            meta_ref = submissions[submission]
+            self._cancelled.add(meta_ref)
+            ray.cancel(meta_ref)
 
     def stop(self) -> None:
+        """Force-cancel every Ray task of the run: running ones end with their workers killed."""
         for meta_ref in list(self._pending):
             self._cancelled.add(meta_ref)
             ray.cancel(meta_ref, force=True)
 
     def close(self) -> None:
-        self.stop()
-        self._pending.clear()
-        self._results.clear()
-        self._values.clear()
-        ray.kill(self._queue)
+        try:
+            self.stop()
+            if self._pending:
+                # Return once Ray has ended the cancelled tasks (after a second Ctrl-C, for instance).
+                pending = list(self._pending)
+                ended, _ = ray.wait(pending, num_returns=len(pending), timeout=_CANCEL_TIMEOUT_SECONDS)
+                for meta_ref in ended:
+                    _consume_error(meta_ref)
+                    _consume_error(self._value_refs[meta_ref])
+        finally:
+            self._pending.clear()
+            self._value_refs.clear()
+            self._results.clear()
+            self._values.clear()
+            ray.kill(self._queue)
 
     def pending_task_count(self) -> int:
         return len(self._pending) + len(self._completed)
@@ -210,7 +271,9 @@ class RayRunner(Runner):
             self._values.pop(task, None)
 
     def get_task_infos(self) -> list[dict[str, Any]]:
-        return [{"name": name, "status": "running"} for _task, name in self._pending.values() if name in self._started]
+        return [
+            {"name": name, "status": "running"} for _task, name, _submission in self._pending.values() if name in self._started
+        ]
 
 
 class RayRunnerBackend(RunnerBackend):
