@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import select
 import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 from labtech_nb.engine.capture import task_context
@@ -125,6 +126,9 @@ class ProcessRunner(Runner):
         self._results: dict[Any, _StoredResult] = {}
         self._completed: deque[tuple[Any, ResultMeta | BaseException]] = deque()
         self._next_job_id = 0
+        #: Polls the pipes of workers that have jobs (kept across waits, not rebuilt for each).
+        self._poller = select.poll()
+        self._watched: dict[int, _Worker] = {}
         self._publish: Any = lambda event: None
         self._result_needed: Callable[[Any], bool] = lambda task: True
         self._sampler = ResourceSampler(self._active_tasks, lambda event: self._publish(event))
@@ -257,13 +261,26 @@ class ProcessRunner(Runner):
         self._dispatch()
         while self._completed:
             yield self._completed.popleft()
-        busy = {worker.connection: worker for worker in self._workers if worker.job is not None}
-        if not busy:
+        if not self._watch_busy_workers():
             return
-        for connection in wait(list(busy), timeout=timeout_seconds):
-            worker = busy[connection]  # type: ignore[index]
-            yield from self._read_worker(worker)
+        timeout = None if timeout_seconds is None else max(0, int(timeout_seconds * 1000))
+        for descriptor, _ in self._poller.poll(timeout):
+            worker = self._watched.get(descriptor)
+            if worker is not None:
+                yield from self._read_worker(worker)
         self._dispatch()
+
+    def _watch_busy_workers(self) -> bool:
+        """Make the poller watch exactly the workers that have jobs; returns whether there are any."""
+        busy = {worker.connection.fileno(): worker for worker in self._workers if worker.job is not None}
+        for descriptor in [descriptor for descriptor in self._watched if descriptor not in busy]:
+            self._poller.unregister(descriptor)
+            del self._watched[descriptor]
+        for descriptor, worker in busy.items():
+            if self._watched.get(descriptor) is not worker:
+                self._poller.register(descriptor, select.POLLIN)
+                self._watched[descriptor] = worker
+        return bool(busy)
 
     def _read_worker(self, worker: _Worker) -> Iterator[tuple[Any, ResultMeta | BaseException]]:
         while worker.job is not None:
@@ -311,8 +328,15 @@ class ProcessRunner(Runner):
     def _retire(self, worker: _Worker) -> None:
         if worker in self._workers:
             self._workers.remove(worker)
+        self._unwatch(worker)
         worker.connection.close()
         worker.process.join(timeout=5)
+
+    def _unwatch(self, worker: _Worker) -> None:
+        for descriptor, watched in list(self._watched.items()):
+            if watched is worker:
+                self._poller.unregister(descriptor)
+                del self._watched[descriptor]
 
     def cancel(self) -> None:
         self._queue.clear()
@@ -381,6 +405,7 @@ class ProcessRunner(Runner):
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join(timeout=5)
+            self._unwatch(worker)
             worker.connection.close()
         self._workers.clear()
         self._results.clear()
