@@ -265,9 +265,9 @@ class ProcessRunner(Runner):
             return
         timeout = None if timeout_seconds is None else max(0, int(timeout_seconds * 1000))
         for descriptor, _ in self._poller.poll(timeout):
-            worker = self._watched.get(descriptor)
-            if worker is not None:
-                yield from self._read_worker(worker)
+            ready = self._watched.get(descriptor)
+            if ready is not None:
+                yield from self._read_worker(ready)
         self._dispatch()
 
     def _watch_busy_workers(self) -> bool:
