@@ -17,6 +17,8 @@ from datetime import datetime, timedelta
 from typing import IO, Any
 
 from labtech_nb.exceptions import CacheEntryUnreadable, CacheError, TaskNotFound
+from labtech_nb.json_text import dumps, dumps_indented, loads
+from labtech_nb.nesting import placeholder
 from labtech_nb.serialization import Serializer
 from labtech_nb.storage.base import EntryWriter, Storage, begin_entry_write
 from labtech_nb.types import ResultMeta, TaskResult
@@ -88,7 +90,8 @@ class BaseCache(Cache):
         return f"{self.KEY_PREFIX}{task_type.__qualname__.replace('.', '-')}__"
 
     def cache_key(self, task: Any) -> str:
-        payload = json.dumps(self.serializer.serialize_task(task))
+        dumps_task = getattr(self.serializer, "dumps_task", None)
+        payload = dumps_task(task) if dumps_task is not None else dumps(self.serializer.serialize_task(task))
         digest = hashlib.sha1(payload.encode("utf-8")).hexdigest()
         return f"{self.key_prefix_for(type(task))}{digest}"
 
@@ -97,13 +100,16 @@ class BaseCache(Cache):
 
     def build_metadata(self, task: Any, meta: ResultMeta, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Return the ``metadata.json`` content for a task's entry, in labtech's key order."""
+        return self._metadata_with(task, self.serializer.serialize_task(task), meta, extra)
+
+    def _metadata_with(self, task: Any, serialized: Any, meta: ResultMeta, extra: dict[str, Any] | None) -> dict[str, Any]:
         from labtech_nb import __version__
 
         metadata: dict[str, Any] = {
             "labtech_version": f"labtech_nb {__version__}",
             "cache": type(self).__qualname__,
             "cache_key": task.cache_key,
-            "task": self.serializer.serialize_task(task),
+            "task": serialized,
             "start_timestamp": meta.start.isoformat() if meta.start is not None else None,
             "duration_seconds": meta.duration.total_seconds() if meta.duration is not None else None,
         }
@@ -111,14 +117,29 @@ class BaseCache(Cache):
             metadata.update(extra)
         return metadata
 
+    def metadata_text(self, task: Any, meta: ResultMeta, extra: dict[str, Any] | None = None) -> str:
+        """Return the text of a task's ``metadata.json``: `build_metadata`'s content, formatted by `dumps_indented`.
+
+        The task is written from the texts its dependencies already have (see
+        `Serializer.dumps_task_indented`), so writing the entries of a long chain of tasks does not
+        serialize the chain below each of them again.
+        """
+        dumps_task_indented = getattr(self.serializer, "dumps_task_indented", None)
+        if type(self).build_metadata is not BaseCache.build_metadata or dumps_task_indented is None:
+            return dumps_indented(self.build_metadata(task, meta, extra))
+        stand_in = placeholder(0)
+        text = dumps_indented(self._metadata_with(task, stand_in, meta, extra))
+        before, _, after = text.partition(json.dumps(stand_in))
+        return before + dumps_task_indented(task, 1) + after
+
     def save(self, storage: Storage, task: Any, task_result: TaskResult[Any]) -> None:
         key = task.cache_key
         writer = begin_entry_write(storage, key)
         try:
             self.save_result(_EntryStorage(storage, key, writer), task, task_result.value)
-            metadata = self.build_metadata(task, task_result.meta, getattr(task_result, "extra_metadata", None))
+            metadata = self.metadata_text(task, task_result.meta, getattr(task_result, "extra_metadata", None))
             with writer.file_handle(self.METADATA_FILENAME, mode="w") as metadata_file:
-                metadata_file.write(dumps_indented(metadata))
+                metadata_file.write(metadata)
         except BaseException:
             writer.abort()
             raise
@@ -132,7 +153,7 @@ class BaseCache(Cache):
         """
         try:
             with storage.file_handle(key, self.METADATA_FILENAME, mode="r") as metadata_file:
-                metadata = json.load(metadata_file)
+                metadata = loads(metadata_file.read())
         except (OSError, ValueError) as error:
             raise CacheEntryUnreadable(f"Cache entry '{key}' has no readable {self.METADATA_FILENAME}: {error}") from error
         if not isinstance(metadata, dict) or not isinstance(metadata.get("task"), dict):
@@ -174,22 +195,6 @@ class BaseCache(Cache):
 
     def delete(self, storage: Storage, task: Any) -> None:
         storage.delete(task.cache_key)
-
-
-def dumps_indented(value: Any, level: int = 0) -> str:
-    """Format JSON exactly like ``json.dumps(value, indent=2)``, several times faster for small documents."""
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        inner = "\n" + "  " * (level + 1)
-        items = (f"{json.dumps(key)}: {dumps_indented(item, level + 1)}" for key, item in value.items())
-        return "{" + inner + ("," + inner).join(items) + "\n" + "  " * level + "}"
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return "[]"
-        inner = "\n" + "  " * (level + 1)
-        return "[" + inner + ("," + inner).join(dumps_indented(item, level + 1) for item in value) + "\n" + "  " * level + "]"
-    return json.dumps(value)
 
 
 def result_meta_from_metadata(metadata: dict[str, Any]) -> ResultMeta:

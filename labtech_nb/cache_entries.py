@@ -7,7 +7,6 @@ storage with tens of thousands of entries appears immediately. Results are never
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 
 from labtech_nb.cache import METADATA_FILENAME, result_meta_from_metadata
 from labtech_nb.exceptions import LabtechError
+from labtech_nb.json_text import dumps, loads
 from labtech_nb.serialization import Serializer
 from labtech_nb.storage.base import Storage
 
@@ -66,7 +66,7 @@ class CacheEntry:
 
     def parameters_text(self) -> str:
         """The parameters as compact JSON, for display and text search."""
-        return json.dumps(self.parameters, ensure_ascii=False, default=str)
+        return dumps(self.parameters, ensure_ascii=False, default=str)
 
     def sort_value(self, column: str) -> Any:
         """A value for sorting by ``column`` that never compares None with other types."""
@@ -132,7 +132,7 @@ class CacheEntries(Sequence[CacheEntry]):
         entry = CacheEntry(key=key, task_type=type_name_from_key(key), size=_entry_size(self.storage, key))
         try:
             with self.storage.file_handle(key, METADATA_FILENAME, mode="r") as metadata_file:
-                metadata = json.load(metadata_file)
+                metadata = loads(metadata_file.read())
             serialized = metadata["task"]
             class_path = serialized["__class__"]
             if not isinstance(class_path, str):

@@ -37,29 +37,26 @@ def flatten_params(task: Any) -> dict[str, Any]:
         LabError: a parameter value has a type mlflow cannot log.
     """
     flat: dict[str, Any] = {}
-    for name in type(task)._lt_field_names:
-        _flatten(getattr(task, name), name, flat, type(task))
+    owner = type(task)
+    # An explicit stack (last in, first out: children pushed in reverse), as dependencies may nest deeply.
+    stack = [(getattr(task, name), name) for name in reversed(owner._lt_field_names)]
+    while stack:
+        value, path = stack.pop()
+        if is_task(value):
+            stack += [(getattr(value, name), f"{path}.{name}") for name in reversed(type(value)._lt_field_names)]
+        elif isinstance(value, Enum):
+            flat[path] = f"{type(value).__qualname__}.{value.name}"
+        elif isinstance(value, tuple):
+            stack += [(item, f"{path}.{index}") for index, item in reversed(list(enumerate(value)))]
+        elif isinstance(value, (dict, frozendict)):
+            stack += [(item, f"{path}.{key}") for key, item in reversed(list(value.items()))]
+        elif value is None or isinstance(value, (str, bool, int, float)):
+            flat[path] = value
+        else:
+            raise LabError(
+                f"Unable to mlflow log parameter '{path}' of type '{type(value).__qualname__}' in task of type '{owner.__qualname__}'."
+            )
     return flat
-
-
-def _flatten(value: Any, path: str, flat: dict[str, Any], owner: type) -> None:
-    if is_task(value):
-        for name in type(value)._lt_field_names:
-            _flatten(getattr(value, name), f"{path}.{name}", flat, owner)
-    elif isinstance(value, Enum):
-        flat[path] = f"{type(value).__qualname__}.{value.name}"
-    elif isinstance(value, tuple):
-        for index, item in enumerate(value):
-            _flatten(item, f"{path}.{index}", flat, owner)
-    elif isinstance(value, (dict, frozendict)):
-        for key, item in value.items():
-            _flatten(item, f"{path}.{key}", flat, owner)
-    elif value is None or isinstance(value, (str, bool, int, float)):
-        flat[path] = value
-    else:
-        raise LabError(
-            f"Unable to mlflow log parameter '{path}' of type '{type(value).__qualname__}' in task of type '{owner.__qualname__}'."
-        )
 
 
 def prepare_tracking(tasks: Any) -> None:

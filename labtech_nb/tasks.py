@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -11,13 +12,26 @@ from typing import TYPE_CHECKING, Any, TypeVar, dataclass_transform, overload
 from frozendict import frozendict
 
 from labtech_nb.exceptions import TaskError
+from labtech_nb.nesting import (
+    CHECKPOINT_SPACING,
+    REPR_PLACEHOLDER,
+    TextMemo,
+    TextParts,
+    assemble_text,
+    chain_depth,
+    placeholder,
+    split_at_placeholders,
+    tasks_bottom_up,
+)
 from labtech_nb.params import (
+    UnsettledDependency,
     convert_param,
     find_tasks_in_param,
     is_task,
     is_task_type,
     iter_tasks_in_param,
     param_identity,
+    task_identity,
 )
 
 if TYPE_CHECKING:
@@ -67,9 +81,29 @@ class TaskOptions:
 
 
 class TaskState:
-    """Per-instance state kept beside a task's parameters (never part of equality or pickles)."""
+    """Per-instance state kept beside a task's parameters (never part of equality).
 
-    __slots__ = ("cache_key", "code_version", "context", "dependencies", "hash", "identity", "result_meta", "results_map")
+    What is derived from a task's dependencies (identity, texts, depth) is memoised here, computed
+    dependencies first, so no computation walks down a long chain of tasks more than once. Pickles
+    carry the part that is the same in every process (depth, checkpoints, cache key, JSON in pieces).
+    """
+
+    __slots__ = (
+        "cache_key",
+        "checkpoint_below",
+        "checkpoints_below",
+        "code_version",
+        "context",
+        "dependencies",
+        "depth",
+        "identity",
+        "json_parts",
+        "json_text",
+        "repr_parts",
+        "repr_text",
+        "result_meta",
+        "results_map",
+    )
 
     def __init__(self, code_version: str | None) -> None:
         self.code_version = code_version
@@ -77,9 +111,22 @@ class TaskState:
         self.result_meta: ResultMeta | None = None
         self.context: dict[str, Any] | None = None
         self.cache_key: str | None = None
-        self.identity: tuple[Any, ...] | None = None
-        self.hash: int | None = None
+        self.identity: bytes | None = None
         self.dependencies: list[Any] | None = None
+        #: How deep the task's dependencies nest, the nearest checkpoint below it on its deepest chain
+        #: of dependencies, and, for a checkpoint, all those below it (see ``labtech_nb.nesting.chain_depth``).
+        self.depth: int | None = None
+        self.checkpoint_below: Any = None
+        self.checkpoints_below: tuple[Any, ...] | None = None
+        #: The task's JSON (as hashed into its key) and repr: in pieces, and whole when short.
+        self.json_parts: TextParts | None = None
+        self.json_text: str | None = None
+        self.repr_parts: TextParts | None = None
+        self.repr_text: str | None = None
+
+    def forget_identity(self) -> None:
+        """Drop everything derived from the task's code_version."""
+        self.identity = self.cache_key = self.json_parts = self.json_text = None
 
 
 @overload
@@ -178,7 +225,12 @@ def _decorate(cls: type[T], options: TaskOptions) -> type[T]:
         if name in _USER_OVERRIDABLE and hasattr(cls, name):
             continue
         setattr(cls, name, member)
+    defines_repr = "__repr__" in vars(cls)
     cls = dataclass(frozen=True, eq=True, order=True)(cls)
+    if not defines_repr:
+        # dataclass's repr nests the reprs of dependencies by recursion; assemble it without.
+        type.__setattr__(cls, "_lt_dataclass_repr", vars(cls)["__repr__"])
+        type.__setattr__(cls, "__repr__", _repr)
     type.__setattr__(cls, "_lt_task_type", True)
     type.__setattr__(cls, "_lt_has_enums", False)
     type.__setattr__(cls, "_lt_options", options)
@@ -208,24 +260,25 @@ def _post_init(self: Any) -> None:
         post_init()
 
 
-_COMPUTING: Any = object()
-
-
-def _identity(self: Any) -> tuple[Any, ...]:
+def _identity(self: Any) -> bytes:
     state = self._lt
-    if state.identity is _COMPUTING:
-        from labtech_nb.exceptions import LabError
-
-        raise LabError(f"Cyclic dependency: Task '{self}' depends on itself.")
     if state.identity is None:
-        state.identity = _COMPUTING
         try:
-            params = tuple(param_identity(getattr(self, name)) for name in type(self)._lt_field_names)
-        except BaseException:
-            state.identity = None
-            raise
-        state.identity = (type(self), state.code_version, params)
-    return state.identity
+            _settle_identity(self)
+        except UnsettledDependency:
+            for pending in tasks_bottom_up(self, _has_identity):
+                _settle_identity(pending)
+    return state.identity  # type: ignore[no-any-return]
+
+
+def _settle_identity(task: Any) -> None:
+    state = task._lt
+    params = tuple([param_identity(getattr(task, name)) for name in type(task)._lt_field_names])
+    state.identity = task_identity(type(task), state.code_version, params)
+
+
+def _has_identity(task: Any) -> bool:
+    return task._lt.identity is not None
 
 
 def _eq(self: Any, other: Any) -> Any:
@@ -237,10 +290,57 @@ def _eq(self: Any, other: Any) -> Any:
 
 
 def _hash(self: Any) -> int:
-    state = self._lt
-    if state.hash is None:
-        state.hash = hash(self._lt_identity())
-    return state.hash
+    return hash(self._lt_identity())
+
+
+# --- repr -------------------------------------------------------------------------------------------
+
+_REPR_MEMO = TextMemo("repr_text")
+
+
+class _ReprStandIns(threading.local):
+    """While this thread produces a task's own repr: the dependencies met so far, by id, with their placeholder index."""
+
+    current: dict[int, tuple[int, Any]] | None = None
+
+
+_repr_stand_ins = _ReprStandIns()
+
+
+def _repr(self: Any) -> str:
+    stand_ins = _repr_stand_ins.current
+    if stand_ins is not None:
+        stand_in = stand_ins.get(id(self))
+        if stand_in is None:
+            stand_in = stand_ins[id(self)] = (len(stand_ins), self)
+        return placeholder(stand_in[0])
+    state = getattr(self, "_lt", None)
+    if state is None:  # while it is being constructed
+        return type(self)._lt_dataclass_repr(self)  # type: ignore[no-any-return]
+    if state.repr_text is not None:
+        return state.repr_text  # type: ignore[no-any-return]
+    parts = _repr_parts(self)
+    if len(parts) == 1 and type(parts[0]) is str:
+        return parts[0]  # type: ignore[no-any-return]
+    # As dataclass's repr does, a task met again inside its own repr is shown as '...'.
+    return assemble_text(self, _repr_parts, _REPR_MEMO, "...")
+
+
+def _repr_parts(task: Any) -> TextParts:
+    """A task's repr in pieces: dataclass's repr with its dependencies' reprs left out."""
+    state = task._lt
+    if state.repr_parts is not None:
+        return state.repr_parts  # type: ignore[no-any-return]
+    outer = _repr_stand_ins.current
+    stand_ins = _repr_stand_ins.current = {}
+    try:
+        text = type(task)._lt_dataclass_repr(task)
+    finally:
+        _repr_stand_ins.current = outer
+    if not stand_ins:
+        return (text,)
+    state.repr_parts = split_at_placeholders(text, REPR_PLACEHOLDER, [dependency for _, dependency in stand_ins.values()])
+    return state.repr_parts  # type: ignore[no-any-return]
 
 
 class _EnumMember:
@@ -278,14 +378,39 @@ def _from_picklable(value: Any) -> Any:
 
 def _reduce(self: Any) -> tuple[Any, ...]:
     cls = type(self)
+    state = self._lt
     params = {name: getattr(self, name) for name in cls._lt_field_names}
+    arguments: tuple[Any, ...] = (cls, params, state.code_version)
     if cls._lt_has_enums:
-        params = {name: _to_picklable(value) for name, value in params.items()}
-        return (rebuild_task, (cls, params, self._lt.code_version, True))
-    return (rebuild_task, (cls, params, self._lt.code_version))
+        arguments = (cls, {name: _to_picklable(value) for name, value in params.items()}, state.code_version, True)
+    depth = chain_depth(self)
+    if depth or state.cache_key is not None:
+        # What was derived from the dependencies travels along, so that a worker (which unpickles a
+        # task with all its dependencies for every task it runs) need not derive it again.
+        known = (depth, state.checkpoint_below, state.checkpoints_below, state.cache_key, state.json_parts)
+        arguments = (*arguments[:3], cls._lt_has_enums, known)
+    # Pickle nests a task's dependencies inside it, a few interpreter frames per level. So a task far
+    # up a chain is pickled after the checkpoint below it, and a checkpoint after all checkpoints below
+    # it, lowest first: each is pickled while the one below it is already pickled, and the levels
+    # between two checkpoints are all that pickle ever nests into.
+    if depth <= CHECKPOINT_SPACING:
+        return (rebuild_task, arguments)
+    anchor = state.checkpoints_below if state.checkpoints_below is not None else state.checkpoint_below
+    return (rebuild_anchored_task, (anchor, *arguments))
 
 
-def rebuild_task(cls: type[Any], params: dict[str, Any], code_version: str | None, enums_by_name: bool = False) -> Any:
+def rebuild_anchored_task(anchor: Any, *arguments: Any) -> Any:
+    """`rebuild_task` for a task pickled after ``anchor``, the checkpoint(s) below it on its chain of dependencies."""
+    return rebuild_task(*arguments)
+
+
+def rebuild_task(
+    cls: type[Any],
+    params: dict[str, Any],
+    code_version: str | None,
+    enums_by_name: bool = False,
+    known: tuple[int, Any, tuple[Any, ...] | None, str | None, TextParts | None] | None = None,
+) -> Any:
     """Rebuild a task from its parameters without re-validating them (used when unpickling).
 
     Args:
@@ -293,6 +418,8 @@ def rebuild_task(cls: type[Any], params: dict[str, Any], code_version: str | Non
         params: already converted parameter values by field name.
         code_version: the code_version the task carried.
         enums_by_name: Enum members in ``params`` were pickled by class and name.
+        known: what was derived from the task's dependencies before it was pickled: its chain depth,
+            its checkpoints, and its cache key and JSON text in pieces (or None).
 
     Returns:
         The task, with ``post_init`` run again.
@@ -300,7 +427,10 @@ def rebuild_task(cls: type[Any], params: dict[str, Any], code_version: str | Non
     instance = object.__new__(cls)
     for name, value in params.items():
         object.__setattr__(instance, name, _from_picklable(value) if enums_by_name else value)
-    object.__setattr__(instance, "_lt", TaskState(code_version))
+    state = TaskState(code_version)
+    if known is not None:
+        state.depth, state.checkpoint_below, state.checkpoints_below, state.cache_key, state.json_parts = known
+    object.__setattr__(instance, "_lt", state)
     post_init = getattr(instance, "post_init", None)
     if post_init is not None:
         post_init()
@@ -361,7 +491,7 @@ def _set_context(self: Any, context: dict[str, Any] | None) -> None:
 def _set_code_version(self: Any, code_version: str | None) -> None:
     state = self._lt
     state.code_version = code_version
-    state.identity = state.hash = state.cache_key = None
+    state.forget_identity()
 
 
 def _filter_context(self: Any, context: dict[str, Any]) -> dict[str, Any]:
@@ -433,6 +563,7 @@ __all__ = [
     "get_direct_dependencies",
     "is_task",
     "is_task_type",
+    "rebuild_anchored_task",
     "rebuild_task",
     "task",
 ]

@@ -15,6 +15,7 @@ from labtech_nb.log import log_task_line, logger
 from labtech_nb.params import is_task, is_task_type
 from labtech_nb.runners import resolve_backend
 from labtech_nb.runners.base import RunnerBackend, task_caches_results
+from labtech_nb.serialization import rebuilding_equal_tasks_once
 from labtech_nb.storage.base import Storage
 from labtech_nb.storage.local import LocalStorage
 from labtech_nb.storage.null import NullStorage
@@ -255,15 +256,16 @@ class Lab:
         if not caching_types or isinstance(self._storage, NullStorage):
             return []
         found = []
-        for key in self._storage.find_keys():
-            for task_type in caching_types:
-                cache = task_type._lt_options.cache  # type: ignore[attr-defined]
-                if isinstance(cache, BaseCache) and not key.startswith(cache.key_prefix_for(task_type)):
-                    continue
-                task = _load_listed_task(cache, self._storage, task_type, key)
-                if task is not None:
-                    found.append(task)
-                    break
+        with rebuilding_equal_tasks_once():
+            for key in self._storage.find_keys():
+                for task_type in caching_types:
+                    cache = task_type._lt_options.cache  # type: ignore[attr-defined]
+                    if isinstance(cache, BaseCache) and not key.startswith(cache.key_prefix_for(task_type)):
+                        continue
+                    task = _load_listed_task(cache, self._storage, task_type, key)
+                    if task is not None:
+                        found.append(task)
+                        break
         return found
 
     def cache_entries(self, task_types: Sequence[type] | None = None) -> CacheEntries:

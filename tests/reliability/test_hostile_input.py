@@ -3,7 +3,8 @@ in names, parameters and output shown by the dashboard, the cache browser and th
 
 Complements tests/test_keys.py (which fuzzes well-formed values and the key algorithm): here the
 values are weird strings, huge numbers, nan/inf, deep nesting, subclasses of Enum, dict, str, int,
-float and list, and the definitions are fuzzed too. Known failures are kept as strict xfail tests.
+float and list, and the definitions are fuzzed too. A value nested too deeply, or containing itself, must be
+rejected with a TaskError naming its path.
 """
 
 from __future__ import annotations
@@ -242,23 +243,7 @@ KNOWN_BAD_VALUES = {
 }
 
 
-_STILL_FAILING = {"dict nested 400 deep", "self-referential list"}
-_STILL_FAILING_REASON = (
-    "BUG: a dict nested hundreds deep or a list containing itself recurses too deep while the key is computed "
-    "instead of being rejected with a TaskError naming its path."
-)
-
-
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(case, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=_STILL_FAILING_REASON))
-        if case in _STILL_FAILING
-        else case
-        for case in KNOWN_BAD_VALUES
-    ],
-    ids=list(KNOWN_BAD_VALUES),
-)
+@pytest.mark.parametrize("case", KNOWN_BAD_VALUES)
 def test_extreme_values_give_a_usable_task_or_a_task_error_naming_the_path(fuzz_storage: LocalStorage, case: str) -> None:
     build_value, path = KNOWN_BAD_VALUES[case]
     outcome = outcome_of(lambda: Anything(a=build_value()), fuzz_storage)

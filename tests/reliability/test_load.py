@@ -2,7 +2,8 @@
 are each used once. Kept in memory together they would need 10 GiB; the lab process must stay far
 below that, because each result is released as soon as its last dependent has finished.
 
-Also: large results and large dependency payloads crossing one worker's pipe in both directions.
+Also: large results and large dependency payloads crossing one worker's pipe in both directions, and
+a chain of thousands of dependent tasks.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import labtech_nb as labtech
+from labtech_nb.cache import PickleCache
 from tests.reliability.helpers import FIGURES, finish, lab_process, last_json_line
 from tests.reliability.rel_tasks import Link
 
@@ -55,21 +57,42 @@ def test_large_results_and_payloads_cross_a_pool_worker_pipe_both_ways(tmp_path:
     assert survivors == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: identities, keys and metadata of nested tasks are computed recursively (about three frames per "
-    "link), so a chain of ~330 or more dependent tasks hits RecursionError: it escapes run_tasks (storage=None) or "
-    "every task past that depth fails as 'ran, but its result could not be cached (RecursionError)'.",
-)
-@pytest.mark.parametrize("storage", ["none", "local"])
-def test_a_chain_of_600_dependent_tasks_runs(tmp_path: Path, storage: str) -> None:
+#: A chain of dependent tasks as long as this must run: everything derived from a task's dependencies
+#: (identity, key, metadata, repr, pickle) is computed without recursion.
+CHAIN_LINKS = 2_000
+#: Process backends pickle each task with the whole chain below it, for every task of the chain: the work
+#: grows with the square of the length (2,000 links take about a minute), so they run a shorter chain.
+PROCESS_CHAIN_LINKS = 700
+
+
+def build_chain(links: int) -> Link:
     chain = None
-    for n in range(600):
+    for n in range(links):
         chain = Link(n=n, previous=chain)
-    lab = labtech.Lab(storage=None if storage == "none" else tmp_path / "storage", runner_backend="serial")
+    assert chain is not None
+    return chain
+
+
+@pytest.mark.parametrize(("backend", "links"), [("serial", CHAIN_LINKS), ("fork", PROCESS_CHAIN_LINKS)])
+@pytest.mark.parametrize("storage", ["none", "local"])
+def test_a_long_chain_of_dependent_tasks_runs(tmp_path: Path, storage: str, backend: str, links: int) -> None:
+    chain = build_chain(links)
+    storage_dir = None if storage == "none" else tmp_path / "storage"
+    lab = labtech.Lab(storage=storage_dir, runner_backend=backend)
+    started = time.monotonic()
     try:
         results = lab.run_tasks([chain], disable_progress=True, disable_top=True)
     except Exception as error:
         raise AssertionError(f"run_tasks raised {type(error).__name__}: {str(error)[:300]}") from error
-    assert results == {chain: 600}
+    assert results == {chain: links}
+    FIGURES[f"chain of {links} tasks, {backend}, storage {storage} (s)"] = round(time.monotonic() - started, 1)
+    if storage_dir is None:
+        return
+    # Every link has its entry; a new lab finds the chain (built again) cached, reading the deeply nested
+    # metadata of its top entry, and rebuilds the top task from that metadata.
+    assert len(list(storage_dir.glob("pickle__Link__*/metadata.json"))) == links
+    rebuilt = build_chain(links)
+    relab = labtech.Lab(storage=storage_dir, runner_backend="serial")
+    assert relab.is_cached(rebuilt)
+    assert relab.run_tasks([rebuilt], disable_progress=True, disable_top=True) == {rebuilt: links}
+    assert PickleCache().load_task(relab.storage, Link, rebuilt.cache_key) == chain
