@@ -12,7 +12,8 @@ Usage (from the repository root):
   within one session, each measurement in a fresh subprocess: ``.venv-labtech/bin/python`` for
   labtech, this interpreter for labtech_nb. For labtech_nb, ``benchmarks/shim`` is put on PYTHONPATH
   so that the scenarios' ``import labtech`` resolves to labtech_nb: the same code runs on both.
-- Repeats each measurement 3 times (1 with ``--smoke``, which also uses small sizes).
+- Repeats each measurement 3 times (1 with ``--smoke``, which also uses small sizes), except labtech
+  on ``load``, which runs once (about 10 minutes at full size).
 - Storage lives in a RAM-backed directory (/dev/shm) by default, on disk with ``--disk``.
 - Writes ``results.json`` and ``results.md`` (median, min-max, ratio labtech/labtech_nb and the
   machine description) into ``--out`` (default ``benchmarks/results/``).
@@ -57,12 +58,13 @@ EN_DASH, TIMES = "\u2013", "\u00d7"  # for the Markdown report
 #: For the tutorial's scikit-learn fits: with two workers on two cores, multi-threaded BLAS
 #: oversubscribes the machine, and one logistic regression then takes 0.5-4 s instead of 0.1 s.
 ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-SCENARIO_NAMES = ("trivial", "fanout", "listing", "big_results", "tutorial", "dashboard", "floor")
+SCENARIO_NAMES = ("trivial", "fanout", "listing", "big_results", "load", "tutorial", "dashboard", "floor")
 DESCRIPTIONS = {
     "trivial": "N trivial tasks: first run (compute + cache) and cached re-run, per task",
     "fanout": "one large array result feeding many small dependents, per backend",
     "listing": "cached_tasks() and uncache_tasks() over many cached entries; labtech_nb also: the cache browser's first page",
     "big_results": "tasks returning large arrays on the fork backend: first run, cached reload, parent peak RSS",
+    "load": "a 20,000-task DAG around one shared large dependency, with chains of large intermediate results, serial: wall time and peak RSS",
     "tutorial": "the labtech tutorial's final pipeline (scikit-learn, no mlflow) on fork: first run and cached re-run",
     "dashboard": "labtech_nb only: N trivial tasks on fork with no view and with the notebook dashboard attached",
     "floor": "no library: bare pickle+rename and ProcessPoolExecutor round trip (control: ratio ≈ 1)",
@@ -109,6 +111,11 @@ class Case:
     libraries: tuple[str, ...] = LIBRARIES
     #: Extra environment variables of the scenario's process (both libraries).
     env: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: At most this many repeats for a library (the first ones), when fewer than --repeats.
+    max_repeats: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def repeats_for(self, library: str, repeats: int) -> int:
+        return min(repeats, self.max_repeats.get(library, repeats)) if library in self.libraries else 0
 
 
 def build_cases(smoke: bool) -> list[Case]:
@@ -143,6 +150,34 @@ def build_cases(smoke: bool) -> list[Case]:
             f"{tasks} x {mb} MB fork",
             ["--tasks", str(tasks), "--mb", str(mb)],
             {"tasks": tasks, "mb": mb, "backend": "fork"},
+        )
+    )
+    # The reliability suite's load DAG: 1 shared task, leaves, and chains of links, each chain ending
+    # in one more task: 20,001 tasks at full size, 1,000 with --smoke.
+    leaves, chains, links, link_mb, shared_mb = (955, 4, 10, 1, 4) if smoke else (17_960, 40, 50, 5, 20)
+    tasks = 1 + leaves + chains * (links + 1)
+    cases.append(
+        Case(
+            "load",
+            f"{tasks} tasks: {chains} chains x {links} x {link_mb} MB, {shared_mb} MB shared, serial",
+            [
+                *("--leaves", str(leaves), "--chains", str(chains), "--links", str(links)),
+                *("--link-mb", str(link_mb), "--shared-mb", str(shared_mb), "--backend", "serial"),
+            ],
+            {
+                "tasks": tasks,
+                "leaves": leaves,
+                "chains": chains,
+                "links": links,
+                "link_mb": link_mb,
+                "shared_mb": shared_mb,
+                "backend": "serial",
+            },
+            # labtech's coordinator rehashes every pending task (each link's hash walks its whole
+            # chain) after each task: ~10 minutes at 20,001 tasks on a busy 2-core machine, so it
+            # runs once per full run, and is allowed 90 ms per task (30 minutes).
+            min_timeout=tasks * 0.09,
+            max_repeats={"labtech": 1},
         )
     )
     estimators, datasets = (2, "iris") if smoke else (10, "digits,iris")
@@ -557,6 +592,12 @@ def markdown(report: dict[str, Any]) -> str:
         "labtech_nb is faster or uses less memory.",
         "",
     ]
+    fewer = config.get("fewer_repeats") or {}
+    if fewer:
+        header[-1:] = [
+            "Fewer repeats (a single value is shown): " + "; ".join(f"{where}: {count}" for where, count in fewer.items()) + ".",
+            "",
+        ]
     single_library = any(
         metric.get("not_measured")
         for scenario in report["scenarios"].values()
@@ -662,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout",
         type=float,
         default=300,
-        help="seconds allowed per measurement (default: 300; trivial allows 45 ms per task when that is more)",
+        help="seconds allowed per measurement (default: 300; trivial allows 45 ms per task and load 90 ms per task when that is more)",
     )
     parser.add_argument(
         "--quiet-wait",
@@ -692,13 +733,13 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
         (c.scenario, c.name): {lib: [] for lib in c.libraries} for c in cases
     }
-    total = repeats * sum(len(c.libraries) for c in cases)
+    total = sum(c.repeats_for(lib, repeats) for c in cases for lib in c.libraries)
     done = 0
     for repeat in range(repeats):
         for index, case in enumerate(cases):
             # Alternate which library goes first, so that neither always runs on a warmer machine.
             order = LIBRARIES if (repeat + index) % 2 == 0 else LIBRARIES[::-1]
-            for lib in (lib for lib in order if lib in case.libraries):
+            for lib in (lib for lib in order if repeat < case.repeats_for(lib, repeats)):
                 done += 1
                 record = run_measurement(case, lib, pythons[lib], storage_root, max(args.timeout, case.min_timeout), quiet_wait)
                 runs[(case.scenario, case.name)][lib].append(record)
@@ -721,6 +762,12 @@ def main(argv: list[str] | None = None) -> int:
             "timeout_s": args.timeout,
             "quiet_wait_s": quiet_wait,
             "max_workers": 2,
+            "fewer_repeats": {
+                f"{c.scenario} / {c.name} / {lib}": c.repeats_for(lib, repeats)
+                for c in cases
+                for lib in c.libraries
+                if c.repeats_for(lib, repeats) < repeats
+            },
             "started": started,
             "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "interpreters": pythons,

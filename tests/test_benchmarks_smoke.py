@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SCENARIOS = {"trivial", "fanout", "listing", "big_results", "tutorial", "dashboard", "floor"}
+SCENARIOS = {"trivial", "fanout", "listing", "big_results", "load", "tutorial", "dashboard", "floor"}
 #: Metrics only labtech_nb reports, because labtech has no such feature.
 LABTECH_NB_ONLY = {
     ("listing", "browser_first_page_s"),

@@ -6,6 +6,8 @@ included, can import them by name in both libraries.
 
 from __future__ import annotations
 
+from typing import Any
+
 import labtech
 import numpy as np
 
@@ -55,3 +57,48 @@ class Listed:
 
     def run(self) -> int:
         return self.i
+
+
+# The load scenario's DAG: one shared dependency, chains of large intermediate results, many leaves.
+
+
+@labtech.task
+class LoadShared:
+    """The one dependency every task of the load DAG shares, directly or through its chain."""
+
+    mb: float
+
+    def run(self) -> np.ndarray:
+        return _array(self.mb, 1.0)
+
+
+@labtech.task
+class LoadLink:
+    """A link of a chain: a fresh array (its pages touched) that only the next link uses."""
+
+    chain: int
+    link: int
+    shared: LoadShared
+    mb: float
+    previous: Any = None
+
+    def run(self) -> np.ndarray:
+        base = float(self.previous.result[-1]) if self.previous is not None else 0.0
+        return _array(self.mb, base + float(self.shared.result[0]))
+
+
+@labtech.task
+class LoadChainEnd:
+    last: LoadLink
+
+    def run(self) -> float:
+        return float(self.last.result[-1])
+
+
+@labtech.task
+class LoadLeaf:
+    i: int
+    shared: LoadShared
+
+    def run(self) -> int:
+        return self.i + int(self.shared.result[0])
