@@ -120,10 +120,11 @@ class RunScheduler:
         if requests <= self._handled_stop_requests:
             return
         if self._handled_stop_requests == 0:
-            logger.info("Stop requested. Finishing running tasks; stop again to terminate them.")
             self.stopped_by_request = True
             self._stopping = True
             self.runner.cancel()
+            # Said once nothing new can start, so whoever reads it knows the stop took effect.
+            logger.info("Stop requested. Finishing running tasks; stop again to terminate them.")
         if requests >= 2:
             logger.info("Terminating running tasks.")
             self.runner.stop()

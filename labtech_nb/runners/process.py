@@ -177,11 +177,12 @@ class ProcessRunner(Runner):
                 self._workers.append(worker)
                 self._announce_start(worker, job)
             return
-        # Workers start when there is work for them: a run that only loads cached results starts none.
-        idle = sum(1 for worker in self._workers if not worker.jobs)
-        while len(self._queue) > idle and len(self._workers) < self.max_concurrency:
-            self._workers.append(self._start_worker())
-            idle += 1
+        # The pool starts when the first task needs computing (a run that only loads cached results
+        # starts none), all of it at once: a worker forked later would share whatever results the
+        # parent gathered meanwhile, which shows in its memory use. A dead worker is replaced here too.
+        if self._queue:
+            while len(self._workers) < self.max_concurrency:
+                self._workers.append(self._start_worker())
         for depth in range(1, JOBS_PER_WORKER + 1):
             available = [worker for worker in self._workers if len(worker.jobs) < depth]
             while self._queue and available:

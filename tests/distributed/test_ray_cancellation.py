@@ -244,7 +244,12 @@ def control_of(handle: BackgroundRun) -> RunControl:
 
 @pytest.mark.parametrize("how", ["button", "cancel"])
 def test_first_stop_cancels_what_ray_has_not_started(
-    ray_cluster: Any, tmp_path: Path, markers: Markers, monkeypatch: pytest.MonkeyPatch, how: str
+    ray_cluster: Any,
+    tmp_path: Path,
+    markers: Markers,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    how: str,
 ) -> None:
     monkeypatch.setenv("LABTECH_NB_PROGRESS", "off")
     lab = labtech.Lab(storage=tmp_path / "storage", runner_backend="ray")
@@ -264,6 +269,9 @@ def test_first_stop_cancels_what_ray_has_not_started(
     beats = markers.beats(running)
     wait_until(lambda: markers.beats(running) > beats + 2, "the running task stopped at the first stop")
     assert not handle.done, "the running task must be allowed to finish"
+    # The run reacts to the stop in its own thread. Only once it has (and cancelled the waiting task)
+    # may the running task finish: finishing frees the CPUs the waiting task is queued for.
+    wait_until(lambda: "Stop requested." in caplog.text, "the run never handled the stop")
     markers.open_gate()
 
     with pytest.raises(LabError, match=r"Run stopped before completing 1 submitted task\(s\)") as raised:

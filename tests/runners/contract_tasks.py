@@ -126,6 +126,27 @@ class Gather:
         }
 
 
+#: How long a `GatedLeaf` waits for its gate before it fails.
+GATE_TIMEOUT_SECONDS = 30
+
+
+@labtech.task
+class GatedLeaf:
+    """Records that it started, then returns ``x`` once the file ``gate`` exists in the marker directory."""
+
+    x: int
+
+    def run(self) -> int:
+        record_execution(self, self.context["marker_dir"])
+        gate = Path(self.context["marker_dir"], "gate")
+        deadline = time.monotonic() + GATE_TIMEOUT_SECONDS
+        while not gate.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{gate} never appeared")
+            time.sleep(0.005)
+        return self.x
+
+
 @labtech.task
 class Fails:
     x: int

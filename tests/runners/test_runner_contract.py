@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import labtech_nb as labtech
+from labtech_nb.engine.events import TaskFailed
 from labtech_nb.exceptions import DependencyFailedError, LabError, TaskError
 from labtech_nb.runners import Runner, RunnerBackend, resolve_backend
 
@@ -25,6 +26,7 @@ from .contract_tasks import (
     Add,
     ContextReader,
     Fails,
+    GatedLeaf,
     Gather,
     Leaf,
     Limited,
@@ -202,11 +204,17 @@ def test_continue_on_failure_skips_dependents_and_finishes_the_rest(
 
 
 def test_stop_on_failure_never_starts_queued_tasks(backend: str, make_lab: Any, marker_dir: Path) -> None:
-    queued = [Leaf(i) for i in range(10, 16)]
+    queued = [GatedLeaf(i) for i in range(10, 16)]
     lab = make_lab(continue_on_failure=False, max_workers=1)
 
+    def open_gate_once_the_failure_is_handled(event: Any) -> None:
+        # Events reach observers after the scheduler has reacted to them (here: stopped the run),
+        # so a task running alongside the failing one cannot finish first and make room for another.
+        if isinstance(event, TaskFailed):
+            (marker_dir / "gate").touch()
+
     with pytest.raises(LabError) as raised:
-        lab.run_tasks([Fails(1), *queued])
+        lab.run_tasks([Fails(1), *queued], observers=[open_gate_once_the_failure_is_handled])
 
     error = raised.value
     assert str(error) == "boom 1"
