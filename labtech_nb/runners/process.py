@@ -218,7 +218,7 @@ class ProcessRunner(Runner):
         worker.jobs.append(job)
         send_message(
             worker.connection,
-            ("run", job.id, job.task, job.task._lt.cache_key, job.task_name, job.use_cache, job.keep, dependencies, releases),
+            ("run", job.id, job.task, job.task_name, job.use_cache, job.keep, dependencies, releases),
             payloads,
             by_value=self.by_value,
         )

@@ -99,9 +99,7 @@ def serve(state: WorkerState) -> None:
             elif kind == "resume":
                 pass
             elif kind == "run":
-                _, job_id, task, cache_key, task_name, use_cache, keep, dependencies, releases = header
-                # The parent has already worked out the key: the worker need not derive it again.
-                task._lt.cache_key = cache_key
+                _, job_id, task, task_name, use_cache, keep, dependencies, releases = header
                 if state.by_value:
                     expose_main_classes(task)
                 for released in releases:
