@@ -99,8 +99,8 @@ class BackgroundRun:
         scheduler = run.scheduler if run is not None else None
         if run is None or scheduler is None or self.done:
             return {}
-        completed = dict(scheduler.input_results)
-        return {task: completed[task] for task in run.input_tasks if task in completed}
+        completed = dict(scheduler.input_task_results)
+        return {task: completed[task].value for task in run.input_tasks if task in completed}
 
     @property
     def failures(self) -> dict[Any, BaseException]:

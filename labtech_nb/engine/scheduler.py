@@ -63,9 +63,8 @@ class RunScheduler:
         self._is_cached = is_cached
         self.run_id = uuid.uuid4().hex[:12]
         self.failures: dict[Any, BaseException] = {}
-        #: Results of input tasks completed so far (written by the coordinating thread).
-        self.input_results: dict[Any, Any] = {}
-        #: The same with their metadata; the runner need not keep an input's result once it is here.
+        #: Results of input tasks completed so far, with their metadata (written by the coordinating
+        #: thread); the runner need not keep an input's result once it is here.
         self.input_task_results: dict[Any, TaskResult[Any]] = {}
         self.stop_cause: BaseException | None = None
         self.interrupted = False
@@ -262,9 +261,7 @@ class RunScheduler:
         for task_object in node.objects:
             task_object._set_result_meta(meta)
         if node.is_input:
-            result = self.runner.get_result(node.task)
-            self.input_task_results[node.task] = result
-            self.input_results[node.task] = result.value
+            self.input_task_results[node.task] = self.runner.get_result(node.task)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(f"Completed: '{node.task}'")
         if node.cached:
