@@ -31,9 +31,10 @@ BACKGROUND_STORAGE = "e2e_storage/background"
 #: Square tasks and Total tasks in the main run.
 SQUARES = 6
 TOTALS = 2
-#: Slow tasks of the background run: SLOW_TASKS * SLOW_SECONDS / 2 workers, far longer than the test
-#: needs to click Stop.
-SLOW_TASKS = 24
+#: Slow tasks of the background run: SLOW_TASKS * SLOW_SECONDS / 2 workers (250 s), far longer than
+#: the test may wait before it clicks Stop, however slowly the page renders. Stop ends the run early, so
+#: the length costs nothing.
+SLOW_TASKS = 200
 SLOW_SECONDS = 2.5
 MS = 1000
 
@@ -268,8 +269,12 @@ def screenshot_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
 def test_background_run_stops_from_its_stop_button(notebook_page: Any, jupyter_server: JupyterServer) -> None:
     page = notebook_page
     output = outputs(page, "background")
-    stop = output.locator("button.widget-button", has_text="Stop")
-    stop.wait_for(state="visible")
+    stop = output.locator("button.widget-button").first
+    try:
+        stop.wait_for(state="visible", timeout=60 * MS)
+    except Exception:
+        pytest.fail(f"the background run's controls never rendered; its output reads: {output.inner_text()!r}")
+    assert stop.inner_text().strip() == "Stop", f"the run is not running; its output reads: {output.inner_text()!r}"
     header = output.locator(".widget-html", has_text="elapsed").first
     # The dashboard is live: a background thread's updates reach the browser while the kernel is idle.
     page.wait_for_function(
