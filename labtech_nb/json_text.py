@@ -61,13 +61,33 @@ def dumps_indented(value: Any, level: int = 0) -> str:
         if not value:
             return "{}"
         inner = "\n" + "  " * (level + 1)
-        items = (f"{json.dumps(_key_text(key))}: {dumps_indented(item, level + 1)}" for key, item in value.items())
+        items = (f"{_string_text(_key_text(key))}: {dumps_indented(item, level + 1)}" for key, item in value.items())
         return "{" + inner + ("," + inner).join(items) + "\n" + "  " * level + "}"
     if isinstance(value, (list, tuple)):
         if not value:
             return "[]"
         inner = "\n" + "  " * (level + 1)
         return "[" + inner + ("," + inner).join(dumps_indented(item, level + 1) for item in value) + "\n" + "  " * level + "]"
+    return _scalar_text(value)
+
+
+#: json's own C function for a string's JSON text (ASCII only, as ``json.dumps`` writes it by default).
+_string_text: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_CONSTANT_TEXTS = {None: "null", True: "true", False: "false"}
+_FINITE = float("inf")
+
+
+def _scalar_text(value: Any) -> str:
+    """``json.dumps(value)`` for a value that is not a dict or list, with the common types done directly."""
+    value_type = type(value)
+    if value_type is str:
+        return _string_text(value)
+    if value_type is int:
+        return int.__repr__(value)
+    if value_type is float and -_FINITE < value < _FINITE:
+        return float.__repr__(value)
+    if value is None or value_type is bool:
+        return _CONSTANT_TEXTS[value]
     return json.dumps(value)
 
 

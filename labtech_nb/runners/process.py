@@ -25,14 +25,19 @@ from labtech_nb.engine.events import Event, TaskStarted
 from labtech_nb.exceptions import RunnerError, TaskDiedError
 from labtech_nb.runners.base import Runner, RunnerBackend, attach_traceback, run_or_load_task
 from labtech_nb.runners.sampling import ResourceSampler
-from labtech_nb.runners.transfer import Payload, decode, encode, receive_message, send_message
+from labtech_nb.runners.transfer import INLINE_LIMIT, Payload, data_waiting, decode, encode, receive_message, send_message
 from labtech_nb.runners.worker import forked_worker_main, prepare_worker_process, spawned_worker_main
 from labtech_nb.storage.base import Storage
 from labtech_nb.types import LabContext, ResultMeta, TaskResult
 
-#: Tasks handed to one pool worker at once: the next task waits in its pipe while the current one
-#: runs, so a worker never sits idle for a round trip to the parent.
-JOBS_PER_WORKER = 2
+#: How many tasks a pool worker may hold at once (the running one included), by how long the last
+#: task of each type it holds ran: tasks wait in its pipe behind short tasks only, so the worker never
+#: sits idle for a round trip to the parent, and the parent handles the completions of very short
+#: tasks in bursts. A worker holding a task of a type not seen to finish yet, or of a long-running
+#: type, gets no other task until it is done: nothing waits behind a long task while a worker is free.
+QUEUE_DEPTHS = ((0.002, 8), (0.1, 2))
+#: The deepest a worker's queue gets.
+MAX_JOBS_PER_WORKER = max(depth for _seconds, depth in QUEUE_DEPTHS)
 
 
 class _Job:
@@ -73,11 +78,12 @@ class _StoredResult:
 
 
 class _Worker:
-    __slots__ = ("connection", "held", "jobs", "paused", "pending_releases", "process")
+    __slots__ = ("connection", "data_waiting", "held", "jobs", "paused", "pending_releases", "process")
 
     def __init__(self, process: Any, connection: Connection) -> None:
         self.process = process
         self.connection = connection
+        self.data_waiting = data_waiting(connection)
         #: Jobs sent to this worker, oldest (the running one) first.
         self.jobs: deque[_Job] = deque()
         self.held: set[Any] = set()
@@ -126,12 +132,19 @@ class ProcessRunner(Runner):
         self._results: dict[Any, _StoredResult] = {}
         self._completed: deque[tuple[Any, ResultMeta | BaseException]] = deque()
         self._next_job_id = 0
+        #: How many tasks a worker may hold behind a task of each type (see `QUEUE_DEPTHS`).
+        self._depth_behind: dict[type, int] = {}
         #: Polls the pipes of workers that have jobs (kept across waits, not rebuilt for each).
         self._poller = select.poll()
         self._watched: dict[int, _Worker] = {}
         self._publish: Any = lambda event: None
         self._result_needed: Callable[[Any], bool] = lambda task: True
         self._sampler = ResourceSampler(self._active_tasks, lambda event: self._publish(event))
+
+    @property
+    def max_in_flight(self) -> int:
+        """How many tasks the scheduler may hand over at once: enough to fill every worker's pipe."""
+        return MAX_JOBS_PER_WORKER * self.max_concurrency
 
     def set_event_publisher(self, publish: Any) -> None:
         """Send events from workers (output, progress, resource samples) to ``publish``."""
@@ -183,8 +196,11 @@ class ProcessRunner(Runner):
         if self._queue:
             while len(self._workers) < self.max_concurrency:
                 self._workers.append(self._start_worker())
-        for depth in range(1, JOBS_PER_WORKER + 1):
-            available = [worker for worker in self._workers if len(worker.jobs) < depth]
+        allowed = {worker: self._allowed_jobs(worker) for worker in self._workers}
+        for depth in range(1, MAX_JOBS_PER_WORKER + 1):
+            if not self._queue:
+                break
+            available = [worker for worker in self._workers if len(worker.jobs) < min(depth, allowed[worker])]
             while self._queue and available:
                 if depth > 1 and not self._needs_nothing_sent(self._queue[0], available):
                     # A busy worker may be sending a large result: never make the parent wait on a
@@ -196,10 +212,21 @@ class ProcessRunner(Runner):
                     key=lambda candidate: sum(1 for dependency in job.task._lt_dependencies() if dependency in candidate.held),
                 )
                 available.remove(worker)
+                allowed[worker] = min(allowed[worker], self._depth_behind.get(type(job.task), 1))
                 self._send_job(worker, job)
 
+    def _allowed_jobs(self, worker: _Worker) -> int:
+        """How many tasks ``worker`` may hold, given the tasks it holds (see `QUEUE_DEPTHS`)."""
+        allowed = MAX_JOBS_PER_WORKER
+        for job in worker.jobs:
+            allowed = min(allowed, self._depth_behind.get(type(job.task), 1))
+        return allowed
+
     def _needs_nothing_sent(self, job: _Job, workers: list[_Worker]) -> bool:
-        dependencies = [dependency for dependency in job.task._lt_dependencies() if dependency in self._results]
+        dependencies = job.task._lt_dependencies()
+        if not dependencies:
+            return True
+        dependencies = [dependency for dependency in dependencies if dependency in self._results]
         return any(all(dependency in worker.held for dependency in dependencies) for worker in workers)
 
     def _send_job(self, worker: _Worker, job: _Job) -> None:
@@ -286,7 +313,7 @@ class ProcessRunner(Runner):
     def _read_worker(self, worker: _Worker) -> Iterator[tuple[Any, ResultMeta | BaseException]]:
         while worker.job is not None:
             try:
-                if not worker.connection.poll():
+                if not worker.data_waiting():
                     return
                 header, payloads = receive_message(worker.connection)
             except (EOFError, OSError):
@@ -302,6 +329,7 @@ class ProcessRunner(Runner):
             if kind == "done" and worker.jobs:
                 self._announce_start(worker, worker.jobs[0])
             if kind == "done":
+                self._note_speed(job, header[2], payloads[0])
                 self._results[job.task] = _StoredResult(header[2], payload=payloads[0])
                 if job.keep:
                     worker.held.add(job.task)
@@ -311,6 +339,14 @@ class ProcessRunner(Runner):
                 yield job.task, header[2]
             if self.per_task:
                 self._retire(worker)
+
+    def _note_speed(self, job: _Job, meta: ResultMeta, payload: Payload) -> None:
+        """Learn how many tasks may wait behind one of this task's type, from how long it ran."""
+        depth = 1
+        if meta.duration is not None and sum(len(frame) for frame in payload) <= INLINE_LIMIT:
+            seconds = meta.duration.total_seconds()
+            depth = next((depth for limit, depth in QUEUE_DEPTHS if seconds < limit), 1)
+        self._depth_behind[type(job.task)] = depth
 
     def _on_event(self, worker: _Worker, event: Event) -> None:
         self._publish(event)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import struct
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -85,6 +86,16 @@ def receive_message(connection: Connection) -> tuple[Any, list[Payload]]:
             payload.append(frame)
         payloads.append(payload)
     return header, payloads
+
+
+def data_waiting(connection: Connection) -> Callable[[], bool]:
+    """Return a check, without waiting, whether ``connection`` has something to read (or was closed).
+
+    ``Connection.poll()`` builds a selector on every call; this registers the descriptor once.
+    """
+    poller = select.poll()
+    poller.register(connection.fileno(), select.POLLIN)
+    return lambda: bool(poller.poll(0))
 
 
 def _inline(sizes: list[list[int]]) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 from labtech_nb.engine.capture import routed_output, task_context
 from labtech_nb.engine.events import Event, TaskStarted
 from labtech_nb.runners.base import TRACEBACK_ATTRIBUTE, attach_traceback, run_or_load_task
-from labtech_nb.runners.transfer import decode, encode, receive_message, send_message
+from labtech_nb.runners.transfer import data_waiting, decode, encode, receive_message, send_message
 from labtech_nb.storage.base import Storage
 from labtech_nb.types import LabContext, TaskResult
 
@@ -78,6 +78,7 @@ def _picklable_error(error: BaseException) -> BaseException:
 def serve(state: WorkerState) -> None:
     """Execute tasks until the parent says to exit or goes away."""
     connection = state.connection
+    more_waiting = data_waiting(connection)
     inbox: deque[tuple[Any, list[Any]]] = deque()
     cancelled: set[int] = set()
     with routed_output():
@@ -86,7 +87,7 @@ def serve(state: WorkerState) -> None:
                 if not inbox:
                     inbox.append(receive_message(connection))
                 # Read whatever else arrived, so a cancellation overtakes the tasks it cancels.
-                while connection.poll():
+                while more_waiting():
                     inbox.append(receive_message(connection))
             except (EOFError, OSError):
                 return

@@ -203,10 +203,6 @@ class StagedEntryWriter:
         return open(os.path.join(self.staging_path, filename), mode)
 
     def commit(self) -> None:
-        if os.path.isdir(self.final_path) and _exchange(self.staging_path, self.final_path):
-            # The new entry took the old one's place in one step; the old one is now at the staging path.
-            shutil.rmtree(self.staging_path, ignore_errors=True)
-            return
         for _ in range(10):
             try:
                 os.rename(self.staging_path, self.final_path)
@@ -215,7 +211,12 @@ class StagedEntryWriter:
                 if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR):
                     self.abort()
                     raise
-            # An older entry (or a concurrent writer's equal one) holds the key: move it aside.
+            # An older entry (or a concurrent writer's equal one) holds the key.
+            if _exchange(self.staging_path, self.final_path):
+                # The new entry took the old one's place in one step; the old one is now at the staging path.
+                shutil.rmtree(self.staging_path, ignore_errors=True)
+                return
+            # Where the system cannot swap them: move the old entry aside first.
             trash = os.path.join(self.root, f"{_TRASH_PREFIX}{self.key}-{secrets.token_hex(6)}")
             try:
                 os.rename(self.final_path, trash)

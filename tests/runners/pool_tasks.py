@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import os
+import time
 
 import labtech_nb as labtech
 
@@ -30,3 +32,27 @@ class CountHeld:
         """How many `Held` results are alive in the worker that runs this task."""
         gc.collect()
         return sum(1 for value in gc.get_objects() if isinstance(value, Held))
+
+
+@labtech.task
+class Quick:
+    n: int
+
+    def run(self) -> int:
+        return self.n
+
+
+@labtech.task
+class AwaitGate:
+    """Runs until the file ``gate`` exists, or ``seconds`` pass; returns whether the gate opened."""
+
+    gate: str
+    seconds: float
+
+    def run(self) -> bool:
+        deadline = time.monotonic() + self.seconds
+        while time.monotonic() < deadline:
+            if os.path.exists(self.gate):
+                return True
+            time.sleep(0.01)
+        return False

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 import labtech_nb as labtech
+from labtech_nb.engine.events import Event, TaskSucceeded
 from labtech_nb.runners.process import ProcessRunner
 from labtech_nb.runners.transfer import INLINE_LIMIT, decode, encode, receive_message, send_message
-from tests.runners.pool_tasks import CountHeld, MakeHeld
+from tests.runners.pool_tasks import AwaitGate, CountHeld, MakeHeld, Quick
 
 
 @pytest.mark.parametrize("backend", ["fork", "spawn"])
@@ -82,3 +83,28 @@ def test_workers_start_only_when_a_task_must_run(backend: str, tmp_path: Path, m
 
     lab.run_tasks(makers, disable_progress=True, disable_top=True)
     assert len(started) == 8
+
+
+@pytest.mark.parametrize("backend", ["fork", "spawn"])
+def test_quick_tasks_never_wait_behind_a_long_one_while_another_worker_is_free(backend: str, tmp_path: Path) -> None:
+    # Quick tasks are handed to workers several at a time. The long task runs until every quick task has
+    # finished (an observer then opens its gate): had quick tasks been queued behind it on its worker,
+    # they could only finish after it, and it would give up waiting.
+    gate = tmp_path / "gate"
+    quick = [Quick(n=n) for n in range(200)]
+    long = AwaitGate(gate=str(gate), seconds=20.0)
+    finished: list[Any] = []
+
+    def open_gate_after_quick_tasks(event: Event) -> None:
+        if isinstance(event, TaskSucceeded) and isinstance(event.task, Quick):
+            finished.append(event.task)
+            if len(finished) == len(quick):
+                gate.touch()
+
+    lab = labtech.Lab(storage=tmp_path / "storage", runner_backend=backend, max_workers=2)
+    results = lab.run_tasks(
+        [*quick[:20], long, *quick[20:]], disable_progress=True, disable_top=True, observers=[open_gate_after_quick_tasks]
+    )
+
+    assert results[long] is True, "quick tasks waited for the long task to end"
+    assert [results[task] for task in quick] == list(range(200))
