@@ -43,7 +43,10 @@ class InProcessRunner(Runner):
         """Run or load ``task`` in the calling thread, with its dependencies' results reachable."""
         for dependency in task._lt_dependencies():
             dependency._set_results_map(self.results)
-        filtered_context = None if use_cache else task.filter_context(self.context)
+        filtered_context = None
+        if not use_cache:
+            self._sampler.ensure_started()
+            filtered_context = task.filter_context(self.context)
         self._active[task_name] = datetime.now()
         try:
             with task_context(task_name, self.publish):

@@ -157,6 +157,7 @@ class ProcessRunner(Runner):
     # --- workers --------------------------------------------------------------------------------
 
     def _start_worker(self, job: _Job | None = None) -> _Worker:
+        self._sampler.ensure_started()
         parent_end, child_end = self._mp.Pipe(duplex=True)
         if job is not None:
             process = self._mp.Process(

@@ -15,6 +15,9 @@ SAMPLE_SECONDS = 1.0
 class ResourceSampler:
     """A daemon thread that samples each active task's process (children included) once a second.
 
+    The thread starts with the first task that runs (`ensure_started`): a run that only loads cached
+    results never starts it.
+
     Args:
         active_tasks: returns ``(task_name, pid)`` for every running task.
         publish: receives a `ResourceSample` per running task and sample.
@@ -25,8 +28,17 @@ class ResourceSampler:
         self.publish = publish
         self.latest: dict[str, tuple[float, int]] = {}
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="labtech_nb-sampler", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def ensure_started(self) -> None:
+        """Start sampling, unless it has started or been stopped already (thread-safe)."""
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None and not self._stopped.is_set():
+                self._thread = threading.Thread(target=self._loop, name="labtech_nb-sampler", daemon=True)
+                self._thread.start()
 
     def stop(self) -> None:
         """Stop sampling (returns at once)."""

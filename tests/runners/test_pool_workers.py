@@ -108,3 +108,25 @@ def test_quick_tasks_never_wait_behind_a_long_one_while_another_worker_is_free(b
 
     assert results[long] is True, "quick tasks waited for the long task to end"
     assert [results[task] for task in quick] == list(range(200))
+
+
+@pytest.mark.parametrize("backend", ["serial", "thread", "fork", "spawn"])
+def test_a_run_that_only_loads_cached_results_starts_no_sampler_thread(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def recording_start(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", recording_start)
+    lab = labtech.Lab(storage=tmp_path, runner_backend=backend, max_workers=2)
+
+    lab.run_tasks([MakeHeld(n=1)], disable_progress=True, disable_top=True)
+    assert "labtech_nb-sampler" in started  # a task ran: its CPU and memory are sampled
+
+    started.clear()
+    lab.run_tasks([MakeHeld(n=1)], disable_progress=True, disable_top=True)
+    assert "labtech_nb-sampler" not in started
