@@ -20,7 +20,7 @@ from labtech_nb.exceptions import CacheEntryUnreadable, CacheError, TaskNotFound
 from labtech_nb.json_text import dumps, dumps_indented, loads
 from labtech_nb.nesting import placeholder
 from labtech_nb.serialization import Serializer
-from labtech_nb.storage.base import EntryWriter, Storage, begin_entry_write
+from labtech_nb.storage.base import EntryWriter, Storage, begin_entry_write, read_entry_file, read_entry_file_tail
 from labtech_nb.types import ResultMeta, TaskResult
 
 METADATA_FILENAME = "metadata.json"
@@ -152,8 +152,7 @@ class BaseCache(Cache):
             CacheEntryUnreadable: the metadata file is missing, unreadable or not a JSON object.
         """
         try:
-            with storage.file_handle(key, self.METADATA_FILENAME, mode="r") as metadata_file:
-                metadata = loads(metadata_file.read())
+            metadata = loads(read_entry_file(storage, key, self.METADATA_FILENAME).decode("utf-8"))
         except (OSError, ValueError) as error:
             raise CacheEntryUnreadable(f"Cache entry '{key}' has no readable {self.METADATA_FILENAME}: {error}") from error
         if not isinstance(metadata, dict) or not isinstance(metadata.get("task"), dict):
@@ -261,12 +260,7 @@ class PickleCache(BaseCache):
     def entry_is_complete(self, storage: Storage, task: Any) -> bool:
         """A complete pickle ends with the STOP opcode; a missing, empty or truncated file does not."""
         try:
-            with storage.file_handle(task.cache_key, self.RESULT_FILENAME, mode="rb") as result_file:
-                result_file.seek(0, 2)
-                if result_file.tell() == 0:
-                    return False
-                result_file.seek(-1, 2)
-                return bool(result_file.read(1) == pickle.STOP)
+            return read_entry_file_tail(storage, task.cache_key, self.RESULT_FILENAME, 1) == pickle.STOP
         except (OSError, ValueError):
             return False
 

@@ -17,7 +17,7 @@ from labtech_nb.cache import METADATA_FILENAME, result_meta_from_metadata
 from labtech_nb.exceptions import LabtechError
 from labtech_nb.json_text import dumps, loads
 from labtech_nb.serialization import Serializer
-from labtech_nb.storage.base import Storage
+from labtech_nb.storage.base import Storage, read_entry_file
 
 COLUMNS = ("key", "task_type", "parameters", "code_version", "stale", "start", "duration", "size", "importable", "mlflow_run_id")
 
@@ -131,8 +131,7 @@ class CacheEntries(Sequence[CacheEntry]):
     def _read(self, key: str) -> CacheEntry:
         entry = CacheEntry(key=key, task_type=type_name_from_key(key), size=_entry_size(self.storage, key))
         try:
-            with self.storage.file_handle(key, METADATA_FILENAME, mode="r") as metadata_file:
-                metadata = loads(metadata_file.read())
+            metadata = loads(read_entry_file(self.storage, key, METADATA_FILENAME).decode("utf-8"))
             serialized = metadata["task"]
             class_path = serialized["__class__"]
             if not isinstance(class_path, str):

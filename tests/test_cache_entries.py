@@ -313,13 +313,18 @@ def test_listing_never_loads_a_result(mixed: MixedStorage, monkeypatch: pytest.M
     monkeypatch.setattr(labtech_cache._CompatibleUnpickler, "load", refuse)
     opened: list[tuple[str, str]] = []
     storage = mixed.lab.storage
-    original = storage.file_handle
 
-    def recording_file_handle(key: str, filename: str, *, mode: str = "r") -> Any:
-        opened.append((key, filename))
-        return original(key, filename, mode=mode)
+    def recording(method: str) -> None:
+        original = getattr(storage, method)
 
-    monkeypatch.setattr(storage, "file_handle", recording_file_handle)
+        def record(key: str, filename: str, *args: Any, **kwargs: Any) -> Any:
+            opened.append((key, filename))
+            return original(key, filename, *args, **kwargs)
+
+        monkeypatch.setattr(storage, method, record)
+
+    for method in ("file_handle", "read_bytes", "read_tail"):  # every way the storage reads a file
+        recording(method)
     # Even garbage result files do not matter to a listing.
     for key in mixed.all_keys:
         (mixed.storage_dir / key / "data.pickle").write_bytes(b"not a pickle at all")

@@ -157,7 +157,6 @@ class ProcessRunner(Runner):
     # --- workers --------------------------------------------------------------------------------
 
     def _start_worker(self, job: _Job | None = None) -> _Worker:
-        self._sampler.ensure_started()
         parent_end, child_end = self._mp.Pipe(duplex=True)
         if job is not None:
             process = self._mp.Process(
@@ -190,6 +189,7 @@ class ProcessRunner(Runner):
                 worker.jobs.append(job)
                 self._workers.append(worker)
                 self._announce_start(worker, job)
+                self._sampler.ensure_started()
             return
         # The pool starts when the first task needs computing (a run that only loads cached results
         # starts none), all of it at once: a worker forked later would share whatever results the
@@ -197,6 +197,8 @@ class ProcessRunner(Runner):
         if self._queue:
             while len(self._workers) < self.max_concurrency:
                 self._workers.append(self._start_worker())
+            # After the pool has forked: a thread running during a fork can leave a lock held in the child.
+            self._sampler.ensure_started()
         allowed = {worker: self._allowed_jobs(worker) for worker in self._workers}
         for depth in range(1, MAX_JOBS_PER_WORKER + 1):
             if not self._queue:

@@ -35,6 +35,10 @@ class ResourceSampler:
         """Start sampling, unless it has started or been stopped already (thread-safe)."""
         if self._thread is not None:
             return
+        # Imported here, not in the new thread: a process forked just after this must not inherit
+        # an import that the thread was in the middle of (its module lock would never be released).
+        import psutil  # noqa: F401
+
         with self._start_lock:
             if self._thread is None and not self._stopped.is_set():
                 self._thread = threading.Thread(target=self._loop, name="labtech_nb-sampler", daemon=True)

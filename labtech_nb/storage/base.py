@@ -55,6 +55,18 @@ class Storage(ABC):
         """Return the storage that runner workers should use (by default, this one)."""
         return self
 
+    def read_bytes(self, key: str, filename: str) -> bytes:
+        """Return the whole content of ``filename`` in the entry ``key`` (by default, through `file_handle`)."""
+        with self.file_handle(key, filename, mode="rb") as file:
+            return bytes(file.read())
+
+    def read_tail(self, key: str, filename: str, count: int) -> bytes:
+        """Return the last ``count`` bytes of ``filename`` in the entry ``key`` (fewer if it is shorter)."""
+        with self.file_handle(key, filename, mode="rb") as file:
+            size = file.seek(0, 2)
+            file.seek(max(0, size - count))
+            return bytes(file.read())
+
     def begin_write(self, key: str) -> EntryWriter:
         """Start writing the entry ``key``; the entry becomes complete on ``commit()``."""
         return InPlaceEntryWriter(self, key)
@@ -76,6 +88,26 @@ class InPlaceEntryWriter:
 
     def abort(self) -> None:
         self.storage.delete(self.key)
+
+
+def read_entry_file(storage: Any, key: str, filename: str) -> bytes:
+    """Return the content of a file of an entry, also from a storage that only has labtech's four methods."""
+    read = getattr(storage, "read_bytes", None)
+    if read is not None:
+        return bytes(read(key, filename))
+    with storage.file_handle(key, filename, mode="rb") as file:
+        return bytes(file.read())
+
+
+def read_entry_file_tail(storage: Any, key: str, filename: str, count: int) -> bytes:
+    """Return the last ``count`` bytes of a file of an entry (any storage, as `read_entry_file`)."""
+    read_tail = getattr(storage, "read_tail", None)
+    if read_tail is not None:
+        return bytes(read_tail(key, filename, count))
+    with storage.file_handle(key, filename, mode="rb") as file:
+        size = file.seek(0, 2)
+        file.seek(max(0, size - count))
+        return bytes(file.read())
 
 
 def begin_entry_write(storage: Any, key: str) -> EntryWriter:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import secrets
 import shutil
@@ -79,6 +80,26 @@ class LocalStorage(Storage):
         if any(flag in mode for flag in "wax+"):
             os.makedirs(key_path, exist_ok=True)
         return open(os.path.join(key_path, filename), mode)
+
+    def read_bytes(self, key: str, filename: str) -> bytes:
+        if type(self).file_handle is not LocalStorage.file_handle:
+            return super().read_bytes(key, filename)
+        # Unbuffered: one stat and one read, where a buffered text file costs several times more.
+        with io.FileIO(self._file_path(key, filename), "r") as file:
+            return file.readall()
+
+    def read_tail(self, key: str, filename: str, count: int) -> bytes:
+        if type(self).file_handle is not LocalStorage.file_handle:
+            return super().read_tail(key, filename, count)
+        with io.FileIO(self._file_path(key, filename), "r") as file:
+            size = file.seek(0, 2)
+            file.seek(max(0, size - count))
+            return file.readall()
+
+    def _file_path(self, key: str, filename: str) -> str:
+        key_path = self._key_path(key)
+        check_filename(filename, key_path)
+        return os.path.join(key_path, filename)
 
     def delete(self, key: str) -> None:
         key_path = self._key_path(key)

@@ -23,6 +23,7 @@ import pytest
 import labtech_nb as labtech
 from labtech_nb.exceptions import StorageError
 from labtech_nb.storage import FsspecStorage, LocalStorage, NullStorage, Storage
+from labtech_nb.storage.base import read_entry_file, read_entry_file_tail
 
 # --- backends ---------------------------------------------------------------------------------------
 
@@ -225,6 +226,41 @@ def test_reading_a_missing_file_raises_oserror(case: StorageCase) -> None:
     write_file(case.storage, "present", "data.pickle", b"x")
     with pytest.raises(OSError):
         read_file(case.storage, "present", "metadata.json")
+
+
+class FourMethodStorage:
+    """A storage written for labtech's contract: only find_keys, exists, file_handle and delete."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+
+    def find_keys(self) -> Any:
+        return self.inner.find_keys()
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
+    def file_handle(self, key: str, filename: str, *, mode: str = "r") -> Any:
+        return self.inner.file_handle(key, filename, mode=mode)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+
+@pytest.mark.parametrize("four_methods_only", [False, True], ids=["storage", "four-method storage"])
+def test_whole_files_and_their_last_bytes_read_as_written(case: StorageCase, four_methods_only: bool) -> None:
+    storage: Any = FourMethodStorage(case.storage) if four_methods_only else case.storage
+    write_file(case.storage, "entry", "data.pickle", b"\x80\x05K\x01.")
+    write_file(case.storage, "entry", "empty", b"")
+
+    assert read_entry_file(storage, "entry", "data.pickle") == b"\x80\x05K\x01."
+    assert read_entry_file_tail(storage, "entry", "data.pickle", 1) == b"."
+    assert read_entry_file_tail(storage, "entry", "data.pickle", 100) == b"\x80\x05K\x01."
+    assert read_entry_file(storage, "entry", "empty") == b""
+    assert read_entry_file_tail(storage, "entry", "empty", 1) == b""
+    for read in (lambda: read_entry_file(storage, "entry", "missing"), lambda: read_entry_file_tail(storage, "entry", "missing", 1)):
+        with pytest.raises(OSError):
+            read()
 
 
 def test_delete_removes_only_that_entry(case: StorageCase) -> None:
