@@ -28,6 +28,7 @@ from labtech_nb.notebook.render import (
     summary_text,
     table_html,
 )
+from labtech_nb.runners.forking import FORK_LOCK
 
 #: Failures shown in the failures tab (the rest are counted).
 MAX_FAILURES_SHOWN = 100
@@ -166,7 +167,8 @@ def live_graph_html(progress: RunProgress) -> str:
         return "<i>Install graphviz (the package and its 'dot' program) to see the live task graph.</i>"
     try:
         graph = diagram.build_graphviz_instance_diagram(tasks, statuses=progress.statuses())
-        svg = graph.pipe(format="svg")
+        with FORK_LOCK:  # a run's worker forked meanwhile would hold on to dot's pipes
+            svg = graph.pipe(format="svg")
     except Exception as error:
         return f"<i>The task graph could not be drawn: {html.escape(str(error))}</i>"
     # As an image: the picture cannot add markup (or scripts) to the page it is shown in.

@@ -24,6 +24,7 @@ from labtech_nb.engine.capture import task_context
 from labtech_nb.engine.events import Event, TaskStarted
 from labtech_nb.exceptions import RunnerError, TaskDiedError
 from labtech_nb.runners.base import Runner, RunnerBackend, attach_traceback, run_or_load_task
+from labtech_nb.runners.forking import FORK_LOCK
 from labtech_nb.runners.sampling import ResourceSampler
 from labtech_nb.runners.transfer import INLINE_LIMIT, Payload, data_waiting, decode, encode, receive_message, send_message
 from labtech_nb.runners.worker import forked_worker_main, prepare_worker_process, spawned_worker_main
@@ -170,7 +171,8 @@ class ProcessRunner(Runner):
                 # Terminal IPython's __main__ has no __spec__, which spawn's start-up data reads.
                 main.__spec__ = None
             process = self._mp.Process(target=spawned_worker_main, args=(child_end,), daemon=True)
-        process.start()
+        with FORK_LOCK:
+            process.start()
         child_end.close()
         worker = _Worker(process, parent_end)
         if job is None and self.start_method == "spawn":

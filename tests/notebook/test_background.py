@@ -4,6 +4,7 @@ button of its dashboard, under the thread and fork backends."""
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,12 @@ import psutil
 import pytest
 
 import labtech_nb as labtech
+from labtech_nb import diagram
 from labtech_nb.engine.background import BackgroundRun
+from labtech_nb.engine.progress import RunProgress
 from labtech_nb.engine.run import RECENT_RUNS
 from labtech_nb.exceptions import LabError
-from labtech_nb.notebook.dashboard import RunControl
+from labtech_nb.notebook.dashboard import RunControl, live_graph_html
 
 from .nb_tasks import Breaks, Chatty, Gated, Sleeper, Trivial, finished, started, wait_until
 
@@ -297,3 +300,36 @@ def test_cancel_without_the_widget_stops_the_run(tmp_path: Path, gate: Gate) -> 
     assert raised.value.results == {tasks[0]: 0}
     assert handle.state == "interrupted"
     assert started(gate.markers) == [0]
+
+
+def test_drawing_the_task_graph_never_waits_for_a_fork_runs_workers(
+    tmp_path: Path, gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The dashboard draws its task graph with a program (graphviz's dot) in the kernel's main thread,
+    # while a background run forks its workers. A worker forked while the program runs inherits the
+    # program's input pipe, and the program then waits for the end of its input until that worker
+    # exits: here, until the gate opens at the end of the test. The stand-in for dot is `cat`, and the
+    # run is started while it runs, its first tasks ready to go.
+    runs: list[BackgroundRun] = []
+
+    class DrawingDuringAFork:
+        def pipe(self, format: str) -> bytes:
+            program = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            runs.append(make_lab(tmp_path, "fork", workers=2).run_tasks_in_background(gate.tasks(4)))
+            wait_until(lambda: len(runs[0].progress.tasks) == 4, message="the run never queued its tasks")
+            time.sleep(0.5)  # the pool would fork here
+            output, _ = program.communicate(b"<svg xmlns='http://www.w3.org/2000/svg'/>", timeout=10)
+            return output
+
+    monkeypatch.setattr(diagram, "graphviz_available", lambda: True)
+    monkeypatch.setattr(diagram, "build_graphviz_instance_diagram", lambda *args, **kwargs: DrawingDuringAFork())
+    drawn = make_lab(tmp_path, "serial", name="drawn")
+    progress = RunProgress()
+    drawn.run_tasks([Trivial(i=1)], observers=[progress], disable_progress=True, disable_top=True)
+
+    html = live_graph_html(progress)
+
+    assert html.startswith("<img"), html
+    wait_until(lambda: len(started(gate.markers)) == 2, message="the first tasks never started")
+    gate.open()
+    assert runs[0].wait(30) == {task: task.i * 10 for task in gate.tasks(4)}
