@@ -132,12 +132,15 @@ def build_cases(smoke: bool) -> list[Case]:
                 )
             )
     mb, dependents = (5, 20) if smoke else (50, 200)
+    # A smoke run's pool lives for a few tens of milliseconds: memory is sampled every 2 ms so that
+    # its workers are seen at all (every 25 ms in a full run, where the sampling would cost time).
+    sample_ms = 2 if smoke else 25
     for backend in ("serial", "thread", "fork", "spawn", "fork-per-task"):
         cases.append(
             Case(
                 "fanout",
                 f"{mb} MB -> {dependents} {backend}",
-                ["--mb", str(mb), "--dependents", str(dependents), "--backend", backend],
+                ["--mb", str(mb), "--dependents", str(dependents), "--backend", backend, "--sample-ms", str(sample_ms)],
                 {"mb": mb, "dependents": dependents, "backend": backend},
             )
         )

@@ -4,7 +4,8 @@
 
 Measures how each backend moves one large dependency result to many tasks: wall time of the whole
 run (the source task, its caching, and every dependent), and the peak memory of the parent and of
-the worker processes (sampled with psutil every 25 ms, plus getrusage for waited-for workers).
+the worker processes (sampled with psutil every ``--sample-ms`` milliseconds, 25 by default, plus
+getrusage for waited-for workers).
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ def main() -> None:
     parser.add_argument("--mb", type=float, required=True)
     parser.add_argument("--dependents", type=int, required=True)
     parser.add_argument("--backend", required=True)
+    parser.add_argument("--sample-ms", type=float, default=25.0, help="how often memory is sampled")
     args = parser.parse_args()
     storage = os.path.join(args.storage, "fanout")
 
     source = Source(mb=args.mb)
     tasks = [Dependent(source=source, i=i) for i in range(args.dependents)]
     lab = labtech.Lab(storage=storage, max_workers=args.max_workers, runner_backend=args.backend)
-    with MemorySampler() as sampler:
+    with MemorySampler(interval=args.sample_ms / 1000) as sampler:
         sampler.phase()
         with Timer() as wall:
             results = lab.run_tasks(tasks, disable_progress=True, disable_top=True)
