@@ -347,11 +347,11 @@ class ProcessRunner(Runner):
 
     def _note_speed(self, job: _Job, meta: ResultMeta, payload: Payload) -> None:
         """Learn how many tasks may wait behind one of this task's type, from how long it ran."""
-        depth = 1
+        allowed = 1
         if meta.duration is not None and sum(len(frame) for frame in payload) <= INLINE_LIMIT:
             seconds = meta.duration.total_seconds()
-            depth = next((depth for limit, depth in QUEUE_DEPTHS if seconds < limit), 1)
-        self._depth_behind[type(job.task)] = depth
+            allowed = next((depth for limit, depth in QUEUE_DEPTHS if seconds < limit), 1)
+        self._depth_behind[type(job.task)] = allowed
 
     def _on_event(self, worker: _Worker, event: Event) -> None:
         self._publish(event)

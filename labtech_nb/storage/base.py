@@ -63,9 +63,7 @@ class Storage(ABC):
     def read_tail(self, key: str, filename: str, count: int) -> bytes:
         """Return the last ``count`` bytes of ``filename`` in the entry ``key`` (fewer if it is shorter)."""
         with self.file_handle(key, filename, mode="rb") as file:
-            size = file.seek(0, 2)
-            file.seek(max(0, size - count))
-            return bytes(file.read())
+            return read_file_tail(file, count)
 
     def begin_write(self, key: str) -> EntryWriter:
         """Start writing the entry ``key``; the entry becomes complete on ``commit()``."""
@@ -90,24 +88,25 @@ class InPlaceEntryWriter:
         self.storage.delete(self.key)
 
 
+def read_file_tail(file: IO[Any], count: int) -> bytes:
+    """Return the last ``count`` bytes of a binary file opened for reading (fewer if it is shorter)."""
+    size = file.seek(0, 2)
+    file.seek(max(0, size - count))
+    return bytes(file.read())
+
+
 def read_entry_file(storage: Any, key: str, filename: str) -> bytes:
     """Return the content of a file of an entry, also from a storage that only has labtech's four methods."""
-    read = getattr(storage, "read_bytes", None)
-    if read is not None:
-        return bytes(read(key, filename))
-    with storage.file_handle(key, filename, mode="rb") as file:
-        return bytes(file.read())
+    if isinstance(storage, Storage):
+        return storage.read_bytes(key, filename)
+    return Storage.read_bytes(storage, key, filename)  # the default, through its file_handle
 
 
 def read_entry_file_tail(storage: Any, key: str, filename: str, count: int) -> bytes:
     """Return the last ``count`` bytes of a file of an entry (any storage, as `read_entry_file`)."""
-    read_tail = getattr(storage, "read_tail", None)
-    if read_tail is not None:
-        return bytes(read_tail(key, filename, count))
-    with storage.file_handle(key, filename, mode="rb") as file:
-        size = file.seek(0, 2)
-        file.seek(max(0, size - count))
-        return bytes(file.read())
+    if isinstance(storage, Storage):
+        return storage.read_tail(key, filename, count)
+    return Storage.read_tail(storage, key, filename, count)
 
 
 def begin_entry_write(storage: Any, key: str) -> EntryWriter:

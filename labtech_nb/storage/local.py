@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from labtech_nb.exceptions import StorageError
-from labtech_nb.storage.base import EntryWriter, InPlaceEntryWriter, Storage, check_filename, check_key
+from labtech_nb.storage.base import EntryWriter, InPlaceEntryWriter, Storage, check_filename, check_key, read_file_tail
 
 _STAGING_PREFIX = ".staging-"
 _TRASH_PREFIX = ".trash-"
@@ -75,11 +75,10 @@ class LocalStorage(Storage):
         return os.path.isdir(self._key_path(key))
 
     def file_handle(self, key: str, filename: str, *, mode: str = "r") -> IO[Any]:
-        key_path = self._key_path(key)
-        check_filename(filename, key_path)
+        path = self._file_path(key, filename)
         if any(flag in mode for flag in "wax+"):
-            os.makedirs(key_path, exist_ok=True)
-        return open(os.path.join(key_path, filename), mode)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        return open(path, mode)
 
     def read_bytes(self, key: str, filename: str) -> bytes:
         if type(self).file_handle is not LocalStorage.file_handle:
@@ -92,9 +91,7 @@ class LocalStorage(Storage):
         if type(self).file_handle is not LocalStorage.file_handle:
             return super().read_tail(key, filename, count)
         with io.FileIO(self._file_path(key, filename), "r") as file:
-            size = file.seek(0, 2)
-            file.seek(max(0, size - count))
-            return file.readall()
+            return read_file_tail(file, count)
 
     def _file_path(self, key: str, filename: str) -> str:
         key_path = self._key_path(key)

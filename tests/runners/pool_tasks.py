@@ -35,14 +35,6 @@ class CountHeld:
 
 
 @labtech.task
-class Quick:
-    n: int
-
-    def run(self) -> int:
-        return self.n
-
-
-@labtech.task
 class AwaitGate:
     """Runs until the file ``gate`` exists, or ``seconds`` pass; returns whether the gate opened."""
 

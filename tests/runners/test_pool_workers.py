@@ -15,7 +15,8 @@ import labtech_nb as labtech
 from labtech_nb.engine.events import Event, TaskSucceeded
 from labtech_nb.runners.process import ProcessRunner
 from labtech_nb.runners.transfer import INLINE_LIMIT, decode, encode, receive_message, send_message
-from tests.runners.pool_tasks import AwaitGate, CountHeld, MakeHeld, Quick
+from tests.runners.pool_tasks import AwaitGate, CountHeld, MakeHeld
+from tests.support.tasks import Number
 
 
 @pytest.mark.parametrize("backend", ["fork", "spawn"])
@@ -91,12 +92,12 @@ def test_quick_tasks_never_wait_behind_a_long_one_while_another_worker_is_free(b
     # finished (an observer then opens its gate): had quick tasks been queued behind it on its worker,
     # they could only finish after it, and it would give up waiting.
     gate = tmp_path / "gate"
-    quick = [Quick(n=n) for n in range(200)]
+    quick = [Number(value=n) for n in range(200)]
     long = AwaitGate(gate=str(gate), seconds=20.0)
     finished: list[Any] = []
 
     def open_gate_after_quick_tasks(event: Event) -> None:
-        if isinstance(event, TaskSucceeded) and isinstance(event.task, Quick):
+        if isinstance(event, TaskSucceeded) and isinstance(event.task, Number):
             finished.append(event.task)
             if len(finished) == len(quick):
                 gate.touch()
