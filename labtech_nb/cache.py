@@ -24,6 +24,8 @@ from labtech_nb.storage.base import EntryWriter, Storage, begin_entry_write, rea
 from labtech_nb.types import ResultMeta, TaskResult
 
 METADATA_FILENAME = "metadata.json"
+#: How ``labtech_version`` in the metadata of an entry labtech_nb wrote begins.
+WRITER_PREFIX = "labtech_nb "
 
 
 class Cache(ABC):
@@ -82,8 +84,21 @@ class BaseCache(Cache):
         """Return whether the entry's result files look complete (cheaply, without loading them).
 
         The default trusts the metadata; caches whose format allows a cheap check override this.
+        `Lab.is_cached` asks it of every entry; listing (`load_task`) only of entries labtech wrote.
         """
         return True
+
+    def _result_is_whole(self, storage: Storage, task: Any, metadata: dict[str, Any]) -> bool:
+        """Whether a listed entry holds its whole result.
+
+        labtech writes an entry's metadata before its result, so a labtech run that did not finish
+        leaves metadata beside a partial result. labtech_nb writes the metadata last, into a staged
+        entry where the storage allows, so an entry it wrote is whole whenever its metadata is read:
+        listing skips the check for those. (Damage done later, e.g. by an interrupted copy, shows
+        when the result is loaded: the run warns and computes it again.)
+        """
+        written_by = metadata.get("labtech_version")
+        return (isinstance(written_by, str) and written_by.startswith(WRITER_PREFIX)) or self.entry_is_complete(storage, task)
 
     def key_prefix_for(self, task_type: type) -> str:
         """Return the prefix shared by the keys of every entry of ``task_type``, separator included."""
@@ -106,7 +121,7 @@ class BaseCache(Cache):
         from labtech_nb import __version__
 
         metadata: dict[str, Any] = {
-            "labtech_version": f"labtech_nb {__version__}",
+            "labtech_version": f"{WRITER_PREFIX}{__version__}",
             "cache": type(self).__qualname__,
             "cache_key": task.cache_key,
             "task": serialized,
@@ -176,7 +191,7 @@ class BaseCache(Cache):
         task: Any = self.serializer.deserialize_task(metadata["task"], result_meta=result_meta_from_metadata(metadata))
         if type(task) is not task_type and not issubclass(type(task), task_type):
             raise TaskNotFound(f"Cache entry '{key}' holds a '{type(task).__qualname__}', not a '{task_type.__qualname__}'.")
-        if not self.entry_is_complete(storage, task):
+        if not self._result_is_whole(storage, task, metadata):
             raise CacheEntryUnreadable(f"Cache entry '{key}' is incomplete: its result is missing or truncated.")
         return task
 

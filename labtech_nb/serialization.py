@@ -51,6 +51,7 @@ class _Done(threading.local):
 
 
 _done = _Done()
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
 @contextmanager
@@ -281,7 +282,9 @@ class Serializer:
                     f"Serialized task '{serialized['__class__']}' has a value nested too deeply in field '{name}'."
                 ) from None
         rebuilt, seen_as = _done.rebuilt, None
-        if rebuilt is not None:
+        # A task holding only plain values costs no more to rebuild than to look up, so only tasks
+        # that may hold others (as a chain's links do) are rebuilt once.
+        if rebuilt is not None and not all(type(value) in _PLAIN_TYPES for value in params.values()):
             seen_as = _rebuilt_key(cls, serialized.get("_code_version"), params)
             if seen_as in rebuilt:
                 return rebuilt[seen_as]

@@ -722,15 +722,53 @@ def test_running_a_listed_task_with_a_stale_code_version_raises(
     assert lab.is_cached(module.Model(n=1)) is False
 
 
+def _as_if_labtech_wrote_it(entry: Path) -> None:
+    metadata = json.loads((entry / "metadata.json").read_text())
+    metadata["labtech_version"] = "1.1.0"
+    (entry / "metadata.json").write_text(json.dumps(metadata, indent=2))
+
+
 @pytest.mark.parametrize(
     "corrupt", [_invalid_metadata, _remove_metadata, _remove_data], ids=["invalid metadata", "no metadata", "no data"]
 )
 def test_cached_tasks_does_not_list_incomplete_entries(storage_dir: Path, corrupt: Callable[[Path], None]) -> None:
     lab = make_lab(storage_dir)
     run(lab, [Leaf(x=1), Leaf(x=2)])
+    _as_if_labtech_wrote_it(storage_dir / Leaf(x=1).cache_key)
     corrupt(storage_dir / Leaf(x=1).cache_key)
 
     assert lab.cached_tasks([Leaf]) == [Leaf(x=2)]
+
+
+@pytest.mark.parametrize("corrupt", [_truncate_data, _empty_data], ids=["truncated data", "empty data"])
+def test_cached_tasks_does_not_list_labtech_entries_with_a_partial_result(
+    storage_dir: Path, corrupt: Callable[[Path], None]
+) -> None:
+    lab = make_lab(storage_dir)
+    run(lab, [Leaf(x=1), Leaf(x=2)])
+    _as_if_labtech_wrote_it(storage_dir / Leaf(x=1).cache_key)
+    _as_if_labtech_wrote_it(storage_dir / Leaf(x=2).cache_key)
+    corrupt(storage_dir / Leaf(x=1).cache_key)
+
+    assert lab.cached_tasks([Leaf]) == [Leaf(x=2)]
+
+
+def test_cached_tasks_trusts_entries_it_wrote_and_a_run_recomputes_one_damaged_since(
+    storage_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # labtech_nb writes the metadata last, so listing does not open the results of its own entries.
+    lab = make_lab(storage_dir)
+    run(lab, [Leaf(x=1), Leaf(x=2)])
+    _truncate_data(storage_dir / Leaf(x=1).cache_key)
+
+    listed = lab.cached_tasks([Leaf])
+    assert listed == [Leaf(x=1), Leaf(x=2)] or listed == [Leaf(x=2), Leaf(x=1)]
+    assert lab.is_cached(Leaf(x=1)) is False  # asked about one entry, the lab does open its result
+
+    with caplog.at_level(logging.WARNING, logger="labtech_nb"):
+        assert run(lab, [Leaf(x=1)]) == {Leaf(x=1): 10}
+    assert warnings_about(caplog, str(Leaf(x=1)))
+    assert lab.is_cached(Leaf(x=1)) is True
 
 
 def test_cached_tasks_warns_about_unreadable_metadata(storage_dir: Path, caplog: pytest.LogCaptureFixture) -> None:

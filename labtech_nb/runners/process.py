@@ -25,6 +25,7 @@ from labtech_nb.engine.events import Event, TaskStarted
 from labtech_nb.exceptions import RunnerError, TaskDiedError
 from labtech_nb.runners.base import Runner, RunnerBackend, attach_traceback, run_or_load_task
 from labtech_nb.runners.forking import FORK_LOCK
+from labtech_nb.runners.loading import CachedLoads
 from labtech_nb.runners.sampling import ResourceSampler
 from labtech_nb.runners.transfer import INLINE_LIMIT, Payload, data_waiting, decode, encode, receive_message, send_message
 from labtech_nb.runners.worker import forked_worker_main, prepare_worker_process, spawned_worker_main
@@ -141,6 +142,9 @@ class ProcessRunner(Runner):
         self._publish: Any = lambda event: None
         self._result_needed: Callable[[Any], bool] = lambda task: True
         self._sampler = ResourceSampler(self._active_tasks, lambda event: self._publish(event))
+        #: Cached results are loaded here, where they are needed first, not in a worker.
+        self._loads = CachedLoads(self._load_in_parent, threads=max_workers)
+        self._loads_watched = False
 
     @property
     def max_in_flight(self) -> int:
@@ -159,6 +163,8 @@ class ProcessRunner(Runner):
 
     def _start_worker(self, job: _Job | None = None) -> _Worker:
         parent_end, child_end = self._mp.Pipe(duplex=True)
+        # No load may be under way on a thread during a fork: the child would inherit whatever locks it held.
+        self._loads.wait_for_all()
         if job is not None:
             process = self._mp.Process(
                 target=_run_one_forked_task, args=(child_end, job, self.context, self.storage, self._results), daemon=True
@@ -267,21 +273,25 @@ class ProcessRunner(Runner):
         self._next_job_id += 1
         job = _Job(self._next_job_id, task, task_name, use_cache)
         if use_cache:
-            self._load_in_parent(job)
+            outcome = self._loads.submit(task, task_name)
+            if outcome is not None:
+                self._completed.append(self._keep_loaded(*outcome))
         else:
             self._queue.append(job)
 
-    def _load_in_parent(self, job: _Job) -> None:
-        """Cached results are loaded where they are needed first: here, not in a worker."""
+    def _load_in_parent(self, task: Any, task_name: str) -> TaskResult[Any]:
         try:
-            with task_context(job.task_name, self._publish):
-                result = run_or_load_task(job.task, True, None, self.parent_storage)
+            with task_context(task_name, self._publish):
+                return run_or_load_task(task, True, None, self.parent_storage)
         except Exception as error:
             attach_traceback(error)
-            self._completed.append((job.task, error))
-            return
-        self._results[job.task] = _StoredResult(result.meta, value=result.value, has_value=True)
-        self._completed.append((job.task, result.meta))
+            raise
+
+    def _keep_loaded(self, task: Any, outcome: TaskResult[Any] | BaseException) -> tuple[Any, ResultMeta | BaseException]:
+        if isinstance(outcome, BaseException):
+            return task, outcome
+        self._results[task] = _StoredResult(outcome.meta, value=outcome.value, has_value=True)
+        return task, outcome.meta
 
     def wait(self, *, timeout_seconds: float | None) -> Iterator[tuple[Any, ResultMeta | BaseException]]:
         # The run has reacted to earlier failures (cancelling what it wanted to): workers may go on.
@@ -294,13 +304,20 @@ class ProcessRunner(Runner):
         self._dispatch()
         while self._completed:
             yield self._completed.popleft()
-        if not self._watch_busy_workers():
+        for task, outcome in self._loads.finished():
+            yield self._keep_loaded(task, outcome)
+        if not self._watch_busy_workers() and not self._loads.pending:
             return
+        if not self._loads_watched and self._loads.wakeup_descriptor is not None:
+            self._poller.register(self._loads.wakeup_descriptor, select.POLLIN)
+            self._loads_watched = True
         timeout = None if timeout_seconds is None else max(0, int(timeout_seconds * 1000))
         for descriptor, _ in self._poller.poll(timeout):
             ready = self._watched.get(descriptor)
             if ready is not None:
                 yield from self._read_worker(ready)
+        for task, outcome in self._loads.finished():
+            yield self._keep_loaded(task, outcome)
         self._dispatch()
 
     def _watch_busy_workers(self) -> bool:
@@ -382,6 +399,7 @@ class ProcessRunner(Runner):
 
     def cancel(self) -> None:
         self._queue.clear()
+        self._loads.cancel()
         for worker in self._workers:
             # A paused worker has started none of its jobs; otherwise the first one is running.
             waiting = [job.id for job in (worker.jobs if worker.paused else list(worker.jobs)[1:])]
@@ -390,6 +408,7 @@ class ProcessRunner(Runner):
 
     def stop(self) -> None:
         self._queue.clear()
+        self._loads.cancel()
         for worker in list(self._workers):
             if worker.jobs:
                 worker.process.kill()
@@ -398,7 +417,7 @@ class ProcessRunner(Runner):
                 self._retire(worker)
 
     def pending_task_count(self) -> int:
-        return len(self._queue) + len(self._completed) + sum(len(worker.jobs) for worker in self._workers)
+        return len(self._queue) + len(self._completed) + self._loads.pending + sum(len(worker.jobs) for worker in self._workers)
 
     def get_result(self, task: Any) -> TaskResult[Any]:
         stored = self._results[task]
@@ -433,6 +452,10 @@ class ProcessRunner(Runner):
 
     def close(self) -> None:
         self._sampler.stop()
+        if self._loads_watched and self._loads.wakeup_descriptor is not None:
+            self._poller.unregister(self._loads.wakeup_descriptor)
+            self._loads_watched = False
+        self._loads.close()
         for worker in list(self._workers):
             try:
                 if worker.job is None and not self.per_task:

@@ -24,6 +24,10 @@ _TRASH_PREFIX = ".trash-"
 _HOST_TAG = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 #: Staging directories of other hosts are removed only once this old.
 _FOREIGN_STAGING_SECONDS = 24 * 3600
+#: `LocalStorage.read_bytes` reads this much first (kept below the size at which memory is mapped),
+#: then the rest of a larger file in bigger reads.
+_FIRST_READ = 16 * 1024
+_NEXT_READS = 1024 * 1024
 
 
 class LocalStorage(Storage):
@@ -83,9 +87,19 @@ class LocalStorage(Storage):
     def read_bytes(self, key: str, filename: str) -> bytes:
         if type(self).file_handle is not LocalStorage.file_handle:
             return super().read_bytes(key, filename)
-        # Unbuffered: one stat and one read, where a buffered text file costs several times more.
-        with io.FileIO(self._file_path(key, filename), "r") as file:
-            return file.readall()
+        # Plain descriptor reads: metadata files are small, and one read of up to 16 KiB takes them
+        # whole, where a file object costs several times more.
+        descriptor = os.open(self._file_path(key, filename), os.O_RDONLY)
+        try:
+            data = os.read(descriptor, _FIRST_READ)
+            if len(data) < _FIRST_READ:
+                return data
+            chunks = [data]
+            while chunk := os.read(descriptor, _NEXT_READS):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(descriptor)
 
     def read_tail(self, key: str, filename: str, count: int) -> bytes:
         if type(self).file_handle is not LocalStorage.file_handle:
@@ -106,7 +120,7 @@ class LocalStorage(Storage):
             os.rename(key_path, trash)
         except FileNotFoundError:
             return
-        shutil.rmtree(trash, ignore_errors=True)
+        _remove_tree(trash)
 
     def begin_write(self, key: str) -> EntryWriter:
         if type(self).file_handle is not LocalStorage.file_handle:
@@ -142,9 +156,26 @@ class LocalStorage(Storage):
                     continue
                 if host != _HOST_TAG and _age_seconds(path) < _FOREIGN_STAGING_SECONDS:
                     continue
-            shutil.rmtree(path, ignore_errors=True)
+            _remove_tree(path)
             removed += 1
         return removed
+
+
+def _remove_tree(path: str) -> None:
+    """Delete a directory and everything in it, ignoring errors.
+
+    An entry's directory usually holds only files, which are unlinked directly: about a fifth cheaper
+    than `shutil.rmtree`, which is left to handle anything else.
+    """
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    raise IsADirectoryError(entry.path)
+                os.unlink(entry.path)
+        os.rmdir(path)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _staging_owner(name: str) -> tuple[str, int]:
@@ -232,7 +263,7 @@ class StagedEntryWriter:
             # An older entry (or a concurrent writer's equal one) holds the key.
             if _exchange(self.staging_path, self.final_path):
                 # The new entry took the old one's place in one step; the old one is now at the staging path.
-                shutil.rmtree(self.staging_path, ignore_errors=True)
+                _remove_tree(self.staging_path)
                 return
             # Where the system cannot swap them: move the old entry aside first.
             trash = os.path.join(self.root, f"{_TRASH_PREFIX}{self.key}-{secrets.token_hex(6)}")
@@ -240,9 +271,9 @@ class StagedEntryWriter:
                 os.rename(self.final_path, trash)
             except FileNotFoundError:
                 continue
-            shutil.rmtree(trash, ignore_errors=True)
+            _remove_tree(trash)
         self.abort()
         raise StorageError(f"Could not commit cache entry '{self.key}': the key kept being replaced concurrently.")
 
     def abort(self) -> None:
-        shutil.rmtree(self.staging_path, ignore_errors=True)
+        _remove_tree(self.staging_path)

@@ -112,7 +112,7 @@ def test_an_entry_being_replaced_stays_readable_throughout(tmp_path: Path, monke
 
     import labtech_nb.storage.local as local_module
 
-    real_rename, real_rmtree = local_module.os.rename, local_module.shutil.rmtree
+    real_rename, real_remove_tree = local_module.os.rename, local_module._remove_tree
     paused, resume = threading.Event(), threading.Event()
 
     def pause() -> None:
@@ -127,12 +127,12 @@ def test_an_entry_being_replaced_stays_readable_throughout(tmp_path: Path, monke
         if Path(destination).name.startswith(".trash-"):
             pause()
 
-    def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+    def remove_tree(path: str) -> None:
         pause()
-        real_rmtree(path, *args, **kwargs)
+        real_remove_tree(path)
 
     monkeypatch.setattr(local_module.os, "rename", rename)
-    monkeypatch.setattr(local_module.shutil, "rmtree", rmtree)
+    monkeypatch.setattr(local_module, "_remove_tree", remove_tree)
     # A second writer (another process, in real life) commits a new entry for the same task.
     writer = threading.Thread(
         target=lambda: Cell._lt_options.cache.save(storage, task, TaskResult(cell_value(1), ResultMeta(None, None)))
