@@ -18,6 +18,7 @@ from labtech_nb.exceptions import LabtechError
 from labtech_nb.json_text import dumps, loads
 from labtech_nb.serialization import Serializer
 from labtech_nb.storage.base import Storage, read_entry_file
+from labtech_nb.storage.local import deleting_together
 
 COLUMNS = ("key", "task_type", "parameters", "code_version", "stale", "start", "duration", "size", "importable", "mlflow_run_id")
 
@@ -211,13 +212,14 @@ def _entry_size(storage: Storage, key: str) -> int | None:
 def delete_entries(storage: Storage, keys: Iterable[str]) -> dict[str, str | None]:
     """Delete exactly the given entries; return ``{key: None on success, else the error text}``."""
     outcome: dict[str, str | None] = {}
-    for key in keys:
-        try:
-            storage.delete(key)
-        except Exception as error:
-            outcome[key] = f"{type(error).__name__}: {error}"
-        else:
-            outcome[key] = None
+    with deleting_together():
+        for key in keys:
+            try:
+                storage.delete(key)
+            except Exception as error:
+                outcome[key] = f"{type(error).__name__}: {error}"
+            else:
+                outcome[key] = None
     return outcome
 
 

@@ -805,6 +805,18 @@ def test_uncache_tasks_deletes_exactly_the_given_entries(storage_dir: Path) -> N
         lab.uncache_tasks([42])
 
 
+def test_uncaching_many_entries_removes_every_file_before_returning(storage_dir: Path) -> None:
+    # Past 64 entries, their files are removed on two threads at the end of the call.
+    lab = make_lab(storage_dir)
+    run(lab, [Leaf(x=x) for x in range(150)])
+
+    lab.uncache_tasks([Leaf(x=x) for x in range(1, 150)])
+
+    assert sorted(path.name for path in storage_dir.iterdir()) == [".gitignore", Leaf(x=0).cache_key]
+    assert run(lab, [Leaf(x=0)]) == {Leaf(x=0): 0}
+    assert lab.context["runs"].count(Leaf(x=0)) == 1  # still cached: computed by the first run only
+
+
 # --- a custom BaseCache --------------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from labtech_nb.runners import resolve_backend
 from labtech_nb.runners.base import RunnerBackend, task_caches_results
 from labtech_nb.serialization import rebuilding_equal_tasks_once
 from labtech_nb.storage.base import Storage
-from labtech_nb.storage.local import LocalStorage
+from labtech_nb.storage.local import LocalStorage, deleting_together
 from labtech_nb.storage.null import NullStorage
 
 if TYPE_CHECKING:
@@ -298,9 +298,10 @@ class Lab:
         Raises:
             LabError: an element is not a task.
         """
-        for task in self._check_tasks(tasks, "uncache_tasks"):
-            if task_caches_results(task, self._storage):
-                type(task)._lt_options.cache.delete(self._storage, task)
+        with deleting_together():
+            for task in self._check_tasks(tasks, "uncache_tasks"):
+                if task_caches_results(task, self._storage):
+                    type(task)._lt_options.cache.delete(self._storage, task)
 
     # --- helpers --------------------------------------------------------------------------------
 
