@@ -51,16 +51,14 @@ class _Done(threading.local):
 
 
 _done = _Done()
-_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
 @contextmanager
 def rebuilding_equal_tasks_once() -> Iterator[None]:
-    """Within this block, `Serializer.deserialize_task` rebuilds equal tasks that hold other tasks once, as one object.
+    """Within this block, `Serializer.deserialize_task` rebuilds equal tasks once, as one object.
 
     Listing the cache entries of a chain of tasks then rebuilds each link once, instead of once in the
-    entry of every task above it (whose metadata nests the whole chain below). Tasks holding only
-    plain values are rebuilt each time: that costs less than looking them up.
+    entry of every task above it (whose metadata nests the whole chain below).
     """
     outer = _done.rebuilt
     _done.rebuilt = {} if outer is None else outer
@@ -283,8 +281,6 @@ class Serializer:
                     f"Serialized task '{serialized['__class__']}' has a value nested too deeply in field '{name}'."
                 ) from None
         rebuilt, seen_as = _done.rebuilt, None
-        # A task holding only plain values costs no more to rebuild than to look up, so only tasks
-        # that may hold others (as a chain's links do) are rebuilt once.
         if rebuilt is not None:
             seen_as = _rebuilt_key(cls, serialized.get("_code_version"), params)
             if seen_as in rebuilt:
